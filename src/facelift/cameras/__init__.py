@@ -10,6 +10,28 @@ from facelift.cameras.conventions import (
     quat_to_rotmat,
     rotmat_to_quat,
 )
+from facelift.cameras.io import read_opencv_cameras, write_opencv_cameras
+from facelift.cameras.orbits import (
+    FACELIFT_VIEW_AZIMUTHS,
+    FACELIFT_VIEW_NAMES,
+    REFERENCE_FOCAL,
+    REFERENCE_FOV_DEG,
+    REFERENCE_RADIUS,
+    REFERENCE_RESOLUTION,
+    facelift_views,
+    orbit_cameras,
+    random_cameras,
+    reference_ring_cameras,
+    turntable_cameras,
+)
+from facelift.cameras.rays import (
+    camera_rays,
+    gslrm_ray_encoding,
+    pixel_grid,
+    pixel_rays,
+    plucker_rays,
+    ray_closest_points,
+)
 
 __all__ = [
     "Cameras",
@@ -21,4 +43,23 @@ __all__ = [
     "quat_multiply",
     "quat_to_rotmat",
     "rotmat_to_quat",
+    "read_opencv_cameras",
+    "write_opencv_cameras",
+    "FACELIFT_VIEW_AZIMUTHS",
+    "FACELIFT_VIEW_NAMES",
+    "REFERENCE_FOCAL",
+    "REFERENCE_FOV_DEG",
+    "REFERENCE_RADIUS",
+    "REFERENCE_RESOLUTION",
+    "facelift_views",
+    "orbit_cameras",
+    "random_cameras",
+    "reference_ring_cameras",
+    "turntable_cameras",
+    "camera_rays",
+    "gslrm_ray_encoding",
+    "pixel_grid",
+    "pixel_rays",
+    "plucker_rays",
+    "ray_closest_points",
 ]

@@ -60,7 +60,7 @@ def azimuth_elevation_to_position(
 
     Example:
         >>> azimuth_elevation_to_position(torch.tensor(90.0), torch.tensor(0.0), 2.7)
-        tensor([-2.7000e+00, -1.1802e-07,  0.0000e+00])
+        tensor([-2.7000e+00,  1.1802e-07,  0.0000e+00])
     """
     a = torch.deg2rad(azimuth_deg)
     e = torch.deg2rad(elevation_deg)

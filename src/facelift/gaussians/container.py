@@ -73,7 +73,7 @@ class Gaussians:
 
     def __post_init__(self) -> None:
         shape = self.means.shape[:-1]
-        if self.means.shape[-1:] != (3,):
+        if self.means.ndim < 2 or self.means.shape[-1] != 3:
             raise ValueError(f"means must be [..., N, 3], got {tuple(self.means.shape)}")
         checks = {
             "quats": (self.quats, (*shape, 4)),

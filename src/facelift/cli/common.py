@@ -1,0 +1,40 @@
+"""Shared CLI plumbing: device choice, logging, and turning expected failures into one-line errors."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Callable, NoReturn
+
+import torch
+
+EXPECTED_ERRORS = (ValueError, OSError, ImportError, RuntimeError)
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` picks CUDA when available, else the CPU; anything else must name a usable device."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as err:
+        raise ValueError(f"unknown device {device!r} (use auto, cpu, cuda or cuda:N)") from err
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available")
+    return dev
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    print(f"facelift: error: {message}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+def run_command(fn: Callable[[], int | None]) -> int:
+    """Run a command body; expected failures become ``facelift: error: ...`` and exit code 1."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        return int(fn() or 0)
+    except KeyboardInterrupt:
+        fail("interrupted", 130)
+    except EXPECTED_ERRORS as err:
+        fail(str(err) or type(err).__name__)

@@ -1,0 +1,25 @@
+"""The ``facelift`` console script: subcommands dispatch to small command dataclasses."""
+
+from __future__ import annotations
+
+import sys
+
+import tyro
+
+from facelift.cli.common import run_command
+from facelift.cli.render import DemoCommand, RenderCommand
+
+COMMANDS = {
+    "demo": DemoCommand,
+    "render": RenderCommand,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse ``argv`` and run the chosen subcommand; returns the exit code."""
+    command = tyro.extras.subcommand_cli_from_dict(COMMANDS, args=argv, prog="facelift")
+    return run_command(command.run)
+
+
+def entrypoint() -> None:
+    sys.exit(main())

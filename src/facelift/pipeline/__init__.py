@@ -1,0 +1,1 @@
+"""Image -> views -> Gaussians -> renders, and the files a run writes."""
