@@ -23,3 +23,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def entrypoint() -> None:
     sys.exit(main())
+
+
+if __name__ == "__main__":  # python -m facelift.cli.main
+    entrypoint()

@@ -13,7 +13,7 @@ import tyro
 from facelift.cli.common import resolve_device
 from facelift.gaussians.io import load_ply
 from facelift.gaussians.procedural import demo_bust
-from facelift.pipeline.export import ExportSettings, export_gaussians, staged_output_dir
+from facelift.pipeline.export import ExportSettings, check_output_dir, export_gaussians, staged_output_dir
 
 
 @dataclass
@@ -40,7 +40,9 @@ class DemoCommand:
     def run(self) -> int:
         if self.resolution < 8 or self.frames < 0 or self.fps < 1 or self.num_gaussians < 100:
             raise ValueError("need --resolution >= 8, --frames >= 0, --fps >= 1 and --num-gaussians >= 100")
-        gaussians = demo_bust(self.num_gaussians, seed=self.seed).to(resolve_device(self.device))
+        device = resolve_device(self.device)
+        check_output_dir(self.out, overwrite=self.overwrite)  # fail before the work, not after
+        gaussians = demo_bust(self.num_gaussians, seed=self.seed).to(device)
         return _export(gaussians, self.out, ExportSettings(self.resolution, self.frames, self.fps), self.overwrite)
 
 
@@ -53,15 +55,24 @@ class RenderCommand:
     out: Path = Path("outputs/render")
     """Output folder (created; must be empty unless --overwrite)."""
     resolution: int = 512
+    """Size of the renders and video frames in pixels."""
     frames: int = 150
+    """Turntable frames (0: no video)."""
     fps: int = 30
+    """Turntable frame rate."""
     device: str = "auto"
+    """auto, cpu, cuda or cuda:N."""
     overwrite: bool = False
+    """Replace a non-empty output folder."""
 
     def run(self) -> int:
         if self.resolution < 8 or self.frames < 0 or self.fps < 1:
             raise ValueError("need --resolution >= 8, --frames >= 0 and --fps >= 1")
-        gaussians = load_ply(self.ply, device=resolve_device(self.device))
+        device = resolve_device(self.device)
+        check_output_dir(self.out, overwrite=self.overwrite)  # fail before loading, not after
+        gaussians = load_ply(self.ply, device=device)
+        if gaussians.num == 0:
+            raise ValueError(f"{self.ply} holds no Gaussians")
         return _export(gaussians, self.out, ExportSettings(self.resolution, self.frames, self.fps), self.overwrite)
 
 

@@ -65,7 +65,8 @@ def demo_bust(num: int = 30_000, seed: int = 0) -> Gaussians:
         seed: picks skin, hair and clothing colours and the sample positions.
 
     Returns:
-        ``[N]`` Gaussians with degree-0 colour, inside the reference crop box.
+        ``[N]`` Gaussians with degree-0 colour. The head lies inside the reference crop box
+        (``REFERENCE_CROP_BOX``); the torso reaches below its floor (z down to about -1.37).
 
     Example:
         >>> demo_bust(2000).num > 1000

@@ -26,7 +26,7 @@ from facelift.rendering.media import image_grid, render_turntable, save_image, w
 from facelift.rendering.rasterize import Backend, rasterize
 from facelift.utils.io import atomic_write_text, default_mode
 
-__all__ = ["ExportSettings", "staged_output_dir", "export_gaussians"]
+__all__ = ["ExportSettings", "check_output_dir", "staged_output_dir", "export_gaussians"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,36 +44,86 @@ class ExportSettings:
     ply_sh_degree: int = 3
     """SH degree of the PLY file; the reference pads f_rest to degree 3."""
 
+    def __post_init__(self) -> None:
+        if self.resolution < 1 or self.turntable_frames < 0 or self.fps <= 0 or self.ply_sh_degree < 0:
+            raise ValueError(
+                "ExportSettings needs resolution >= 1, turntable_frames >= 0, fps > 0 and ply_sh_degree >= 0, "
+                f"got {self.resolution}, {self.turntable_frames}, {self.fps} and {self.ply_sh_degree}"
+            )
+
+
+def check_output_dir(path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Check that ``path`` can become a result folder, before any work is done; returns it made absolute.
+
+    Raises:
+        FileExistsError: ``path`` is a file, or a non-empty folder and ``overwrite`` is False.
+        FileNotFoundError / PermissionError: the parent folder is missing or not writable.
+        ValueError: ``path`` is the file-system root, or an existing folder holding the working folder.
+
+    Example:
+        >>> check_output_dir("/tmp/facelift-result").name  # doctest: +SKIP
+        'facelift-result'
+    """
+    # abspath (not resolve): "." and "a/.." become real names, and a symlinked target stays a symlink.
+    path = Path(os.path.abspath(path))
+    if not path.name:
+        raise ValueError(f"cannot use {path} as an output folder")
+    if path.exists() and not path.is_dir():
+        raise FileExistsError(f"output {path} exists and is not a folder")
+    if path.is_dir():
+        if not overwrite and any(path.iterdir()):
+            raise FileExistsError(f"output folder {path} is not empty (pass --overwrite to replace it)")
+        cwd = Path(os.path.abspath(os.getcwd()))
+        if cwd == path or path in cwd.parents:
+            raise ValueError(f"refusing to replace {path}: it holds the current working folder")
+    parent = path.parent
+    if not parent.is_dir():
+        raise FileNotFoundError(f"cannot create {path}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise PermissionError(f"cannot create {path}: folder {parent} is not writable")
+    return path
+
 
 @contextlib.contextmanager
 def staged_output_dir(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator[Path]:
     """Yield an empty staging folder that becomes ``path`` when the block succeeds.
 
+    The staging folder is a hidden sibling of ``path``; on any exception it is removed and ``path`` is left
+    as it was. With ``overwrite``, an existing folder is replaced only once the new one is complete.
+
     Raises:
-        FileExistsError: when ``path`` exists, is not empty and ``overwrite`` is False.
+        FileExistsError: when ``path`` is a file, or a non-empty folder and ``overwrite`` is False.
         FileNotFoundError / PermissionError: when the parent folder is missing or not writable.
+        ValueError: when ``path`` is the file-system root, or an existing folder holding the working folder.
+
+    Example:
+        >>> with staged_output_dir("/tmp/facelift-result", overwrite=True) as tmp:  # doctest: +SKIP
+        ...     (tmp / "a.txt").write_text("done")
     """
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise FileExistsError(f"output {path} exists and is not a folder")
-    if path.is_dir() and any(path.iterdir()) and not overwrite:
-        raise FileExistsError(f"output folder {path} is not empty (pass --overwrite to replace it)")
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise FileNotFoundError(f"cannot create {path}: folder {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise PermissionError(f"cannot create {path}: folder {parent} is not writable")
+    path = check_output_dir(path, overwrite=overwrite)
+    parent = path.parent
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=parent))
     try:
         yield staging
-        os.chmod(staging, default_mode(directory=True))
-        old = None
-        if path.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=parent))
+        os.chmod(staging, default_mode(directory=True))  # mkdtemp makes it 0700
+        if not path.exists():
+            os.replace(staging, path)
+            return
+        # Move the old folder aside first (a rename cannot replace a non-empty folder), and put it back if
+        # the new one cannot take its place.
+        old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=parent))
+        try:
             os.replace(path, old / "previous")
-        os.replace(staging, path)
-        if old is not None:
+        except BaseException:
             shutil.rmtree(old, ignore_errors=True)
+            raise
+        try:
+            os.replace(staging, path)
+        except BaseException:
+            os.replace(old / "previous", path)
+            shutil.rmtree(old, ignore_errors=True)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -104,7 +154,7 @@ def export_gaussians(
     renders = rasterize(gaussians, cams, backend=backend).rgb  # [6, 3, H, W]
     save_image(out / "multiview.png", image_grid(renders))
     views = out / "views"
-    views.mkdir()
+    views.mkdir(exist_ok=True)
     names = []
     for i, (name, img) in enumerate(zip(FACELIFT_VIEW_NAMES, renders)):
         names.append(f"{i:03d}_{name}.png")

@@ -67,6 +67,8 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: int = 30) -> N
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or len(frames) == 0:
         raise ValueError(f"frames must be a non-empty [T, H, W, 3] uint8 array, got {frames.dtype} {frames.shape}")
+    if not fps > 0:
+        raise ValueError(f"fps must be positive, got {fps}")
     pad_h, pad_w = frames.shape[1] % 2, frames.shape[2] % 2
     if pad_h or pad_w:
         frames = np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
@@ -117,6 +119,8 @@ def render_turntable(
     """
     if len(gaussians.shape) != 1:
         raise ValueError(f"render_turntable takes one set of Gaussians [N], got shape {tuple(gaussians.shape)}")
+    if chunk < 1:
+        raise ValueError(f"chunk must be >= 1, got {chunk}")
     cams = turntable_cameras(
         num_frames, elevation_deg=elevation_deg, radius=radius, start_azimuth_deg=start_azimuth_deg,
         resolution=resolution, device=gaussians.device, dtype=gaussians.dtype,

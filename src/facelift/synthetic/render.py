@@ -1,0 +1,358 @@
+"""Batched renderer of primitive scenes: RGBA, depth and normals for ``[B, V]`` cameras, CPU or CUDA.
+
+Shading: procedural textures in each primitive's local frame, a face layer (brows, stubble, blush) on the
+head, hemispherical sky/studio ambient with analytic ambient occlusion, and an optional key light with
+wrapped ("subsurface-like") diffuse, Blinn-Phong or Kajiya-Kay (hair) highlights and ray-traced soft
+shadows (one jittered shadow ray per sample). Ambient-only lighting is the reference's "ambient" mode.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from facelift.cameras.cameras import Cameras
+from facelift.cameras.rays import camera_rays
+from facelift.synthetic.primitives import Kind, Op, Pattern, PrimitiveTable
+from facelift.synthetic.raycast import any_hit, cast_rays, local_normal
+
+__all__ = ["Lighting", "SynthSettings", "SynthOutput", "render_scene", "value_noise"]
+
+
+@dataclass
+class Lighting:
+    """Per-subject lighting, all ``[B, ...]``.
+
+    Attributes:
+        sky, horizon, ground: ``[B, 3]`` hemispherical ambient colours (up, sideways, down).
+        key_dir: ``[B, 3]`` unit direction toward the key light (world).
+        key_colour: ``[B, 3]`` key-light colour times intensity; zeros for ambient-only lighting.
+        softness: ``[B]`` angular radius of the key light (radians) for soft shadows.
+    """
+
+    sky: Tensor
+    horizon: Tensor
+    ground: Tensor
+    key_dir: Tensor
+    key_colour: Tensor
+    softness: Tensor
+
+    @staticmethod
+    def ambient(batch: int = 1, level: float = 1.0, device=None) -> "Lighting":
+        """Uniform white ambient light (the reference's ambient-only renders)."""
+        c = torch.full((batch, 3), level, device=device)
+        z = torch.zeros(batch, 3, device=device)
+        return Lighting(c, c, c * 0.9, z + torch.tensor([0.0, 0.0, 1.0], device=device), z, torch.zeros(batch, device=device))
+
+    @staticmethod
+    def random(batch: int, generator: torch.Generator, ambient_only_prob: float = 0.25) -> "Lighting":
+        """Random sky/studio environments with a dominant, possibly coloured key light (CPU tensors)."""
+        u = torch.rand(batch, 16, generator=generator)
+        tint = lambda lo, hi, cols: lo + (hi - lo) * u[:, cols]  # noqa: E731
+        sky = torch.stack([tint(0.35, 0.7, 0), tint(0.4, 0.75, 1), tint(0.45, 0.9, 2)], -1)
+        horizon = sky * 0.8 + 0.15
+        ground = torch.stack([tint(0.15, 0.45, 3), tint(0.12, 0.4, 4), tint(0.1, 0.35, 5)], -1)
+        az = u[:, 6] * 2 * math.pi
+        el = math.radians(10) + u[:, 7] * math.radians(65)
+        key_dir = torch.stack([torch.cos(el) * torch.cos(az), torch.cos(el) * torch.sin(az), torch.sin(el)], -1)
+        warm = torch.stack([1.0 + 0.25 * (u[:, 8] - 0.5), 1.0 + 0.1 * (u[:, 9] - 0.5), 1.0 - 0.3 * (u[:, 8] - 0.5)], -1)
+        key_colour = warm * (0.6 + 0.7 * u[:, 10:11])
+        ambient_only = u[:, 11] < ambient_only_prob
+        level = (0.7 + 0.4 * u[:, 12:13])
+        sky = torch.where(ambient_only[:, None], level.expand(-1, 3), sky)
+        horizon = torch.where(ambient_only[:, None], level.expand(-1, 3), horizon)
+        ground = torch.where(ambient_only[:, None], 0.85 * level.expand(-1, 3), ground)
+        key_colour = torch.where(ambient_only[:, None], torch.zeros_like(key_colour), key_colour)
+        softness = math.radians(2) + u[:, 13] * math.radians(10)
+        return Lighting(sky, horizon, ground, key_dir, key_colour, softness)
+
+    def to(self, device) -> "Lighting":
+        return Lighting(*(getattr(self, k).to(device) for k in ("sky", "horizon", "ground", "key_dir", "key_colour", "softness")))
+
+
+@dataclass(frozen=True)
+class SynthSettings:
+    """Renderer settings."""
+
+    supersample: int = 1
+    """Samples per pixel along each axis (2 = 4 samples, anti-aliased edges)."""
+    shadows: bool = True
+    """Trace shadow rays toward the key light."""
+    chunk_rays: int = 65536
+    """Rays per batch element processed at once (bounds memory)."""
+    seed: int = 0
+    """Seeds the shadow-ray jitter, so renders are deterministic."""
+
+
+@dataclass
+class SynthOutput:
+    """Rendered views, channels first.
+
+    Attributes:
+        rgba: ``[B, V, 4, H, W]`` colour (not premultiplied) and coverage in [0, 1].
+        depth: ``[B, V, 1, H, W]`` camera-frame z of the nearest surface, 0 where nothing was hit.
+        normals: ``[B, V, 3, H, W]`` world-space unit normals, 0 where nothing was hit.
+    """
+
+    rgba: Float[Tensor, "B V 4 H W"]
+    depth: Float[Tensor, "B V 1 H W"]
+    normals: Float[Tensor, "B V 3 H W"]
+
+
+def _hash(p: Tensor) -> Tensor:
+    """Deterministic pseudo-random value in [0, 1) per integer lattice point ``p [..., 3]`` (float)."""
+    h = torch.sin((p * p.new_tensor([127.1, 311.7, 74.7])).sum(-1)) * 43758.5453
+    return h - torch.floor(h)
+
+
+def value_noise(p: Float[Tensor, "*batch 3"]) -> Float[Tensor, "*batch"]:
+    """Smooth 3D value noise in [0, 1] (trilinear with smoothstep weights over a hashed lattice)."""
+    i = torch.floor(p)
+    f = p - i
+    w = f * f * (3 - 2 * f)
+    out = 0.0
+    for corner in range(8):
+        o = p.new_tensor([(corner >> 0) & 1, (corner >> 1) & 1, (corner >> 2) & 1])
+        weight = torch.prod(torch.where(o.bool(), w, 1 - w), -1)
+        out = out + weight * _hash(i + o)
+    return out
+
+
+def _fbm(p: Tensor, octaves: int = 3) -> Tensor:
+    total, amp, norm = 0.0, 1.0, 0.0
+    for _ in range(octaves):
+        total = total + amp * value_noise(p)
+        norm += amp
+        amp *= 0.5
+        p = p * 2.03 + 1.7
+    return total / norm
+
+
+def _mix(a: Tensor, b: Tensor, t: Tensor) -> Tensor:
+    return a + (b - a) * t[..., None]
+
+
+def _albedo(pattern: Tensor, scale: Tensor, c1: Tensor, c2: Tensor, p: Tensor) -> Tensor:
+    """Base colour ``[N, 3]`` of ``N`` surface points given their primitives' texture parameters."""
+    ps = p * scale[:, None]
+    out = c1.clone()
+    sel = lambda k: pattern == k  # noqa: E731
+    if sel(Pattern.NOISE).any():
+        out = torch.where(sel(Pattern.NOISE)[:, None], _mix(c1, c2, _fbm(ps * 4)), out)
+    if sel(Pattern.STRIPES).any():
+        s = (torch.sin(ps[:, 2] * 12) > 0).to(p.dtype)
+        out = torch.where(sel(Pattern.STRIPES)[:, None], _mix(c1, c2, s), out)
+    if sel(Pattern.CHECKER).any():
+        q = torch.floor(ps * 4).sum(-1).remainder(2)
+        out = torch.where(sel(Pattern.CHECKER)[:, None], _mix(c1, c2, q), out)
+    if sel(Pattern.GRADIENT).any():
+        out = torch.where(sel(Pattern.GRADIENT)[:, None], _mix(c1, c2, (p[:, 2] * 0.5 + 0.5).clamp(0, 1)), out)
+    if sel(Pattern.DOTS).any():
+        q = ps * 5
+        d = (q - torch.round(q))[:, [0, 2]].norm(dim=-1)
+        out = torch.where(sel(Pattern.DOTS)[:, None], _mix(c1, c2, (d < 0.25).to(p.dtype)), out)
+    if sel(Pattern.HAIR).any():
+        # Strands run along local z: high frequency across (x, y), low along z.
+        q = torch.stack([ps[:, 0] * 40, ps[:, 1] * 40, ps[:, 2] * 2.5], -1)
+        streak = 0.55 * value_noise(q) + 0.45 * value_noise(q * 2.1 + 3.3)
+        out = torch.where(sel(Pattern.HAIR)[:, None], _mix(c1, c2, streak), out)
+    if sel(Pattern.SKIN).any():
+        mottle = 1.0 + 0.08 * (_fbm(ps * 6, 2) - 0.5)
+        out = torch.where(sel(Pattern.SKIN)[:, None], c1 * mottle[:, None], out)
+    if sel(Pattern.IRIS).any():
+        u = torch.nn.functional.normalize(p, dim=-1)
+        front = -u[:, 1]  # cos of the angle from the local -y axis
+        iris = (front > 0.86).to(p.dtype)
+        pupil = (front > 0.96).to(p.dtype)
+        ring = 0.8 + 0.2 * torch.sin(torch.atan2(u[:, 0], u[:, 2]) * 24)
+        eye = _mix(c1, c2 * ring[:, None], iris) * (1 - pupil[:, None] * 0.95)
+        out = torch.where(sel(Pattern.IRIS)[:, None], eye, out)
+    return out.clamp(0, 1)
+
+
+def _face_layer(base: Tensor, p: Tensor, params: Tensor) -> Tensor:
+    """Brows, stubble and blush painted on the head primitive (local frame: face toward -y, z up).
+
+    ``params = (brow_r, brow_g, brow_b, brow_height, brow_thickness, stubble, blush, brow_tilt)``.
+    """
+    x, y, z = p.unbind(-1)
+    brow_c = params[:, 0:3]
+    height, thick, stubble, blush, tilt = params[:, 3], params[:, 4], params[:, 5], params[:, 6], params[:, 7]
+    front = (y < -0.55).to(p.dtype)
+    # Brows: two arcs above the eyes at |x| in [0.12, 0.52].
+    ax = x.abs()
+    arc = height + 0.05 - 0.35 * (ax - 0.32) ** 2 + tilt * (ax - 0.32)
+    brow = front * ((ax > 0.1) & (ax < 0.55)).to(p.dtype) * ((z - arc).abs() < thick).to(p.dtype)
+    out = _mix(base, brow_c, 0.9 * brow)
+    # Stubble / beard shadow on the jaw and upper lip.
+    jaw = ((z < -0.2) & (y < -0.2)).to(p.dtype) * (1 - ((z < -0.62) & (ax < 0.2)).to(p.dtype) * 0.0)
+    grain = (value_noise(p * 60) > 0.45).to(p.dtype)
+    out = _mix(out, brow_c * 0.8, 0.55 * stubble * jaw * grain)
+    # Blush on the cheeks.
+    cheek = torch.exp(-(((ax - 0.42) / 0.12) ** 2 + ((z + 0.12) / 0.12) ** 2)) * front
+    return _mix(out, out * torch.tensor([1.05, 0.75, 0.75], device=p.device), blush * cheek)
+
+
+def _ambient_occlusion(table: PrimitiveTable, b_idx: Tensor, prim: Tensor, p: Tensor, n: Tensor) -> Tensor:
+    """Analytic occlusion by every other primitive, each approximated by its equivalent sphere."""
+    lin = torch.linalg.inv(table.w2l[..., :3])  # [B, K, 3, 3] local -> world
+    centre = -(lin @ table.w2l[..., 3:4])[..., 0]  # [B, K, 3]
+    radius = torch.linalg.det(lin).abs().pow(1 / 3)  # [B, K]
+    c = centre[b_idx]  # [N, K, 3]
+    r = radius[b_idx]
+    v = c - p[:, None]
+    dist = v.norm(dim=-1).clamp_min(1e-6)
+    cos = ((v * n[:, None]).sum(-1) / dist).clamp_min(0)
+    occ = cos * (r / dist).clamp(max=1) ** 2
+    valid = (table.kind[b_idx] != Kind.NONE) & (table.op[b_idx] == Op.ADD) & (table.mask[b_idx] == 0) & (dist > r)
+    valid &= torch.arange(table.num, device=p.device) != prim[:, None]
+    occ = torch.where(valid, occ, torch.zeros_like(occ)).sum(-1)
+    return (1 - 0.6 * occ).clamp(0.25, 1)
+
+
+def _shade(table: PrimitiveTable, light: Lighting, b_idx: Tensor, prim: Tensor, inward: Tensor, p: Tensor, view_d: Tensor, gen_u: Tensor, settings: SynthSettings):
+    """Colour and normal of hit points (flat ``[N]`` arrays; ``b_idx`` is each point's subject)."""
+    w2l = table.w2l[b_idx, prim]  # [N, 3, 4]
+    a = w2l[..., :3]
+    p_local = (a @ p[..., None])[..., 0] + w2l[..., 3]
+    kind = table.kind[b_idx, prim]
+    n = (a.transpose(-1, -2) @ local_normal(kind, p_local)[..., None])[..., 0]
+    n = torch.nn.functional.normalize(n, dim=-1)
+    n = torch.where(inward[:, None], -n, n)
+    n = torch.where(((n * view_d).sum(-1) > 0)[:, None], -n, n)  # face the viewer
+    pattern = table.pattern[b_idx, prim]
+    albedo = _albedo(pattern, table.pattern_scale[b_idx, prim], table.colour[b_idx, prim], table.colour2[b_idx, prim], p_local)
+    is_face = table.face[b_idx, prim] == 1
+    if is_face.any():
+        albedo = torch.where(is_face[:, None], _face_layer(albedo, p_local, table.face_params[b_idx, prim]), albedo)
+    # Ambient: sky above, ground below, horizon between, attenuated by occlusion.
+    up = n[:, 2]
+    amb = torch.where(
+        (up >= 0)[:, None],
+        _mix(light.horizon[b_idx], light.sky[b_idx], up.clamp(0, 1)),
+        _mix(light.horizon[b_idx], light.ground[b_idx], (-up).clamp(0, 1)),
+    )
+    amb = amb * _ambient_occlusion(table, b_idx, prim, p, n)[:, None]
+    key = light.key_colour[b_idx]
+    lit = key.abs().sum(-1) > 0
+    colour = albedo * amb * 0.85
+    if bool(lit.any()):
+        # Jitter the light direction inside its cone for soft shadows.
+        ldir = light.key_dir[b_idx]
+        jitter = (gen_u[:, :3] * 2 - 1) * light.softness[b_idx][:, None]
+        ldir_j = torch.nn.functional.normalize(ldir + jitter, dim=-1)
+        sss = table.subsurface[b_idx, prim]
+        ndl = (n * ldir).sum(-1)
+        wrap = ((ndl + sss * 0.5) / (1 + sss * 0.5)).clamp_min(0)
+        shadow = torch.ones_like(ndl)
+        if settings.shadows:
+            occluded = any_hit_flat(table, b_idx, p + n * 2e-3, ldir_j)
+            shadow = torch.where(occluded, torch.full_like(shadow, 0.15), shadow)
+        shadow = torch.where(lit, shadow, torch.zeros_like(shadow))
+        # Warm, reddish terminator for subsurface-like skin.
+        sss_tint = 1 + sss[:, None] * torch.tensor([0.12, -0.04, -0.08], device=p.device) * (1 - ndl.clamp(0, 1))[:, None]
+        diffuse = albedo * key * (wrap * shadow)[:, None] * sss_tint
+        h = torch.nn.functional.normalize(ldir - view_d, dim=-1)
+        rough = table.roughness[b_idx, prim]
+        exponent = 2 + (1 - rough) * 120
+        spec_strength = table.specular[b_idx, prim]
+        blinn = (n * h).sum(-1).clamp_min(0) ** exponent
+        tangent = torch.nn.functional.normalize(a.transpose(-1, -2)[..., 2], dim=-1)  # local z in world
+        th = (tangent * h).sum(-1)
+        kajiya = torch.sqrt((1 - th * th).clamp_min(0)) ** (exponent * 0.5)
+        spec = torch.where(pattern == Pattern.HAIR, 0.6 * kajiya, blinn) * spec_strength * shadow * (ndl > 0)
+        colour = colour + diffuse + key * spec[:, None]
+    return colour.clamp(0, 1), n
+
+
+def any_hit_flat(table: PrimitiveTable, b_idx: Tensor, origins: Tensor, dirs: Tensor) -> Tensor:
+    """:func:`any_hit` for flat ray lists whose subjects are ``b_idx``: rays are regrouped per subject."""
+    out = torch.zeros(len(origins), dtype=torch.bool, device=origins.device)
+    for b in torch.unique(b_idx).tolist():
+        sel = b_idx == b
+        out[sel] = any_hit(table[b], origins[sel][None], dirs[sel][None])[0]
+    return out
+
+
+def render_scene(
+    table: PrimitiveTable,
+    cameras: Cameras,
+    lighting: Lighting,
+    settings: SynthSettings = SynthSettings(),
+) -> SynthOutput:
+    """Render ``B`` scenes from their own ``V`` cameras each.
+
+    Args:
+        table: ``[B, K]`` primitives.
+        cameras: ``[B, V]`` cameras (same device as the table).
+        lighting: per-subject :class:`Lighting` (``[B, ...]``).
+        settings: :class:`SynthSettings`.
+
+    Returns:
+        :class:`SynthOutput` with ``[B, V, ...]`` images at the cameras' resolution.
+    """
+    if cameras.batch_shape[:1] != (table.batch_size,) or len(cameras.batch_shape) != 2:
+        raise ValueError(f"cameras must be [B={table.batch_size}, V], got {tuple(cameras.batch_shape)}")
+    ss = int(settings.supersample)
+    if ss < 1:
+        raise ValueError(f"supersample must be >= 1, got {ss}")
+    B, V = cameras.batch_shape
+    W, H = cameras.width, cameras.height
+    cams_hi = cameras.resized(W * ss, H * ss) if ss > 1 else cameras
+    origins, dirs = camera_rays(cams_hi)  # [B, V, H', W', 3]
+    forward = cams_hi.c2w[..., :3, 2]  # [B, V, 3]
+    z_scale = (dirs * forward[:, :, None, None]).sum(-1)  # camera z per unit t
+    origins = origins.reshape(B, -1, 3)
+    dirs = dirs.reshape(B, -1, 3)
+    z_scale = z_scale.reshape(B, -1)
+    R = origins.shape[1]
+    rgb = torch.zeros(B, R, 3, device=origins.device, dtype=origins.dtype)
+    alpha = torch.zeros(B, R, device=origins.device, dtype=origins.dtype)
+    depth = torch.zeros(B, R, device=origins.device, dtype=origins.dtype)
+    normals = torch.zeros(B, R, 3, device=origins.device, dtype=origins.dtype)
+    gen = torch.Generator(device="cpu").manual_seed(settings.seed)
+    light = lighting.to(origins.device)
+    # Subject by subject: a single subject's primitive kinds are fixed per column, which lets the ray
+    # caster use each kind's short closed form; chunks of rays bound the [R, K] temporaries.
+    for b in range(B):
+        sub = table[b]
+        light_b = Lighting(*(getattr(light, k)[b : b + 1] for k in ("sky", "horizon", "ground", "key_dir", "key_colour", "softness")))
+        for start in range(0, R, settings.chunk_rays):
+            sl = slice(start, min(R, start + settings.chunk_rays))
+            hits = cast_rays(sub, origins[b : b + 1, sl], dirs[b : b + 1, sl])
+            r_idx = torch.nonzero(hits.hit[0]).flatten()
+            if len(r_idx) == 0:
+                continue
+            zeros = torch.zeros_like(r_idx)
+            t = hits.t[0, r_idx]
+            d = dirs[b, sl][r_idx]
+            p = origins[b, sl][r_idx] + t[:, None] * d
+            u = torch.rand(len(r_idx), 3, generator=gen).to(p)
+            colour, n = _shade(sub, light_b, zeros, hits.prim[0, r_idx], hits.inward[0, r_idx], p, d, u, settings)
+            idx = r_idx + start
+            rgb[b, idx] = colour
+            alpha[b, idx] = 1.0
+            depth[b, idx] = t * z_scale[b, idx]
+            normals[b, idx] = n
+
+    def down(x: Tensor, c: int) -> Tensor:
+        x = x.reshape(B * V, H * ss, W * ss, c).permute(0, 3, 1, 2)
+        if ss > 1:
+            x = torch.nn.functional.avg_pool2d(x, ss)
+        return x.reshape(B, V, c, H, W)
+
+    a = down(alpha[..., None], 1)
+    # Average colour over covered samples only, so edges do not darken toward the (absent) background.
+    colour = down(rgb * alpha[..., None], 3) / a.clamp_min(1e-6)
+    if ss > 1:
+        # Depth and normals: the centre sample's values (averaging depths across an edge is meaningless).
+        c = ss // 2
+        depth_img = depth.reshape(B * V, H, ss, W, ss)[:, :, c, :, c].reshape(B, V, 1, H, W)
+        n_img = normals.reshape(B * V, H, ss, W, ss, 3)[:, :, c, :, c].permute(0, 3, 1, 2).reshape(B, V, 3, H, W)
+    else:
+        depth_img, n_img = down(depth[..., None], 1), down(normals, 3)
+    return SynthOutput(torch.cat([colour.clamp(0, 1), a], 2), depth_img, n_img)

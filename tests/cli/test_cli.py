@@ -1,0 +1,230 @@
+"""The ``facelift`` console script: results on success, one-line errors and no leftovers on failure."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from facelift.cli.main import main
+from facelift.gaussians import load_ply
+
+TINY = ["--resolution", "32", "--frames", "3", "--device", "cpu"]
+DEMO_TINY = [*TINY, "--num-gaussians", "2000"]
+ENTRYPOINT = [sys.executable, "-c", "from facelift.cli.main import entrypoint; entrypoint()"]
+RESULT_FILES = ["gaussians.ply", "gaussians.splat", "multiview.png", "summary.json", "turntable.mp4", "views"]
+
+
+def _run(argv: list[str]) -> int:
+    """Run the CLI in-process; the exit code whether it returns or raises SystemExit."""
+    try:
+        return main(argv)
+    except SystemExit as exit_:
+        return 0 if exit_.code is None else exit_.code if isinstance(exit_.code, int) else 1
+
+
+def _listing(folder: Path) -> list[str]:
+    """Everything under ``folder``, hidden entries included."""
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+@pytest.fixture(scope="module")
+def demo_result(tmp_path_factory) -> tuple[Path, dict]:
+    """One tiny ``facelift demo`` run, shared: its output folder and the JSON line it printed."""
+    out = tmp_path_factory.mktemp("cli") / "demo"
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        code = _run(["demo", "--out", str(out), *DEMO_TINY])
+    assert code == 0
+    lines = stdout.getvalue().strip().splitlines()
+    assert len(lines) == 1, lines
+    return out, json.loads(lines[0])
+
+
+@pytest.fixture(scope="module")
+def demo_ply(demo_result) -> Path:
+    return demo_result[0] / "gaussians.ply"
+
+
+# success -----------------------------------------------------------------------------------------------
+
+
+def test_demo_writes_the_result_files_and_a_json_line(demo_result):
+    out, summary = demo_result
+    assert sorted(p.name for p in out.iterdir()) == RESULT_FILES
+    assert len(list((out / "views").glob("*.png"))) == 6
+    assert summary["out"] == str(out) and summary["resolution"] == 32
+    assert summary["num_gaussians"] == load_ply(out / "gaussians.ply").num > 1000
+    assert [p.name for p in out.parent.iterdir()] == ["demo"]  # no staging folder left beside it
+
+
+def test_render_on_the_demo_ply(demo_ply, tmp_path, capsys):
+    out = tmp_path / "render"
+    assert _run(["render", str(demo_ply), "--out", str(out), *TINY]) == 0
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out)
+    assert summary["num_gaussians"] == load_ply(demo_ply).num
+    assert sorted(p.name for p in out.iterdir()) == RESULT_FILES
+    # The same Gaussians at the same settings give the same front view as the demo.
+    assert (out / "views" / "000_front.png").read_bytes() == (demo_ply.parent / "views" / "000_front.png").read_bytes()
+    assert [p.name for p in tmp_path.iterdir()] == ["render"]
+
+
+def test_render_overwrite_replaces_an_existing_result(demo_ply, tmp_path, capsys):
+    out = tmp_path / "render"
+    out.mkdir()
+    (out / "stale.txt").write_text("old")
+    assert _run(["render", str(demo_ply), "--out", str(out), "--overwrite", "--resolution", "16", "--frames", "0"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["gaussians.ply", "gaussians.splat", "multiview.png", "summary.json", "views"]
+    assert [p.name for p in tmp_path.iterdir()] == ["render"]  # no .old or .partial folders
+
+
+def test_help_exits_zero(capsys):
+    assert _run(["--help"]) == 0
+    assert "demo" in capsys.readouterr().out
+    assert _run(["render", "--help"]) == 0
+    assert "--overwrite" in capsys.readouterr().out
+
+
+def test_usage_errors_exit_two(capsys):
+    assert _run([]) == 2
+    assert _run(["render"]) == 2  # no PLY
+    assert _run(["demo", "--resolution", "abc"]) == 2
+
+
+# failures ----------------------------------------------------------------------------------------------
+
+
+def _bad_inputs(folder: Path, demo_ply: Path) -> dict[str, Path]:
+    data = demo_ply.read_bytes()
+    header_end = data.index(b"end_header\n") + len(b"end_header\n")
+    n = load_ply(demo_ply).num
+    files = {
+        "text.ply": b"these are not Gaussians\n",
+        "empty.ply": b"",
+        "truncated.ply": data[:100],
+        "cut.ply": data[: header_end + 1000],  # the header is whole, the data is not
+        "zero.ply": data[:header_end].replace(f"element vertex {n}\n".encode(), b"element vertex 0\n"),
+    }
+    for name, content in files.items():
+        (folder / name).write_bytes(content)
+    return {name: folder / name for name in files}
+
+
+ERROR_CASES = {
+    # name: (argv with {ply}, {out}, {inputs} placeholders, words the message must contain)
+    "missing ply": (["render", "{inputs}/nope.ply", "--out", "{out}"], ["nope.ply", "not found"]),
+    "text file named .ply": (["render", "{inputs}/text.ply", "--out", "{out}"], ["text.ply", "not a readable PLY"]),
+    "empty file": (["render", "{inputs}/empty.ply", "--out", "{out}"], ["empty.ply", "not a readable PLY"]),
+    "truncated header": (["render", "{inputs}/truncated.ply", "--out", "{out}"], ["truncated.ply", "not a readable PLY"]),
+    "truncated data": (["render", "{inputs}/cut.ply", "--out", "{out}"], ["cut.ply", "end-of-file"]),
+    "no gaussians": (["render", "{inputs}/zero.ply", "--out", "{out}"], ["zero.ply", "no Gaussians"]),
+    "folder as ply": (["render", "{inputs}", "--out", "{out}"], ["not found"]),
+    "render output not empty": (["render", "{ply}", "--out", "{inputs}"], ["not empty", "--overwrite"]),
+    "demo output not empty": (["demo", "--out", "{inputs}"], ["not empty", "--overwrite"]),
+    "output is a file": (["demo", "--out", "{inputs}/text.ply", "--overwrite"], ["text.ply", "not a folder"]),
+    "output parent missing": (["demo", "--out", "{inputs}/missing/out"], ["missing", "does not exist"]),
+    "demo resolution 0": (["demo", "--out", "{out}", "--resolution", "0"], ["--resolution"]),
+    "render resolution 0": (["render", "{ply}", "--out", "{out}", "--resolution", "0"], ["--resolution"]),
+    "negative frames": (["demo", "--out", "{out}", "--frames", "-1"], ["--frames"]),
+    "too few gaussians": (["demo", "--out", "{out}", "--num-gaussians", "10"], ["--num-gaussians"]),
+    "unknown device": (["demo", "--out", "{out}", "--device", "bogus"], ["bogus"]),
+    "meta device": (["render", "{ply}", "--out", "{out}", "--device", "meta"], ["meta"]),
+    "cuda unavailable": (["render", "{ply}", "--out", "{out}", "--device", "cuda"], ["cuda", "not available"]),
+}
+
+
+@pytest.mark.parametrize("case", list(ERROR_CASES))
+def test_bad_inputs_give_one_line_and_leave_nothing(case, demo_ply, tmp_path, capsys, monkeypatch):
+    argv, words = ERROR_CASES[case]
+    if case == "cuda unavailable" and torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    _bad_inputs(inputs, demo_ply)
+    monkeypatch.chdir(tmp_path)
+    before = _listing(tmp_path)
+    fill = {"{ply}": str(demo_ply), "{out}": str(tmp_path / "out"), "{inputs}": str(inputs)}
+    args = [fill.get(arg, arg.replace("{inputs}", str(inputs))) for arg in argv]
+    if args[0] == "demo":  # keep the cases that would get past the checks tiny
+        args += [flag for flag in ("--num-gaussians", "2000") if "--num-gaussians" not in args]
+        args += [flag for flag in ("--frames", "2") if "--frames" not in args]
+    assert _run(args) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("facelift: error: "), captured.err
+    assert "Traceback" not in captured.err
+    for word in words:
+        assert word in lines[0], (word, lines[0])
+    assert _listing(tmp_path) == before  # no output folder, no staging folder, no temporary file
+
+
+def test_failure_during_export_leaves_no_folder(demo_ply, tmp_path, capsys, monkeypatch):
+    import facelift.pipeline.export as export
+
+    def broken_write_video(path, frames, fps=30):
+        Path(path).write_bytes(b"partial")
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(export, "write_video", broken_write_video)
+    assert _run(["render", str(demo_ply), "--out", str(tmp_path / "out"), *TINY]) == 1
+    err = capsys.readouterr().err
+    assert err == "facelift: error: No space left on device\n"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failure_during_overwrite_keeps_the_previous_result(demo_ply, tmp_path, capsys, monkeypatch):
+    import facelift.pipeline.export as export
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "previous.txt").write_text("previous")
+    def broken_save_splat(path, g):
+        raise OSError("disk error")
+
+    monkeypatch.setattr(export, "save_splat", broken_save_splat)
+    assert _run(["render", str(demo_ply), "--out", str(out), "--overwrite", *TINY]) == 1
+    assert capsys.readouterr().err == "facelift: error: disk error\n"
+    assert _listing(tmp_path) == ["out", "out/previous.txt"]
+
+
+# as a separate process ---------------------------------------------------------------------------------
+
+
+def _subprocess(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    return subprocess.run([*ENTRYPOINT, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_subprocess_demo_then_bad_render(tmp_path):
+    done = _subprocess(["demo", "--out", "result", *DEMO_TINY], tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert summary["out"] == "result"
+    assert sorted(p.name for p in (tmp_path / "result").iterdir()) == RESULT_FILES
+
+    (tmp_path / "x.ply").write_text("not a ply\n")
+    failed = _subprocess(["render", "x.ply", "--out", "rendered", *TINY], tmp_path)
+    assert failed.returncode == 1
+    assert failed.stdout == ""
+    assert failed.stderr.startswith("facelift: error: x.ply") and failed.stderr.count("\n") == 1, failed.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["result", "x.ply"]
+
+
+def test_installed_script_help(tmp_path):
+    script = shutil.which("facelift")
+    if script is None:
+        pytest.skip("the facelift console script is not on PATH")
+    done = subprocess.run([script, "--help"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "demo" in done.stdout and "render" in done.stdout

@@ -1,0 +1,283 @@
+"""Result folders: the files export_gaussians writes, and the all-or-nothing staging folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from facelift.cameras import facelift_views
+from facelift.cameras.io import read_opencv_cameras
+from facelift.gaussians import load_ply
+from facelift.gaussians.procedural import demo_bust
+from facelift.pipeline.export import ExportSettings, check_output_dir, export_gaussians, staged_output_dir
+from facelift.rendering import rasterize
+from facelift.rendering.media import read_video_frame_count, to_uint8
+
+RES, FRAMES = 32, 6
+VIEW_FILES = ["000_front.png", "001_front_right.png", "002_right.png", "003_back.png", "004_left.png", "005_front_left.png"]
+
+
+def _mode(path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def _umask() -> int:
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
+
+
+@pytest.fixture(scope="module")
+def bust():
+    return demo_bust(2000, seed=0)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, bust):
+    out = tmp_path_factory.mktemp("export") / "result"
+    with staged_output_dir(out) as staging:
+        summary = export_gaussians(staging, bust, ExportSettings(resolution=RES, turntable_frames=FRAMES), backend="torch")
+    return out, summary
+
+
+# export_gaussians --------------------------------------------------------------------------------------
+
+
+def test_export_writes_exactly_the_documented_files(exported):
+    out, summary = exported
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["gaussians.ply", "gaussians.splat", "multiview.png", "views", "turntable.mp4", "summary.json"]
+    )
+    assert sorted(p.name for p in (out / "views").iterdir()) == sorted([*VIEW_FILES, "opencv_cameras.json"])
+    assert json.loads((out / "summary.json").read_text()) == summary
+
+
+def test_export_ply_loads_back_with_every_gaussian(exported, bust):
+    from plyfile import PlyData
+
+    out, summary = exported
+    g = load_ply(out / "gaussians.ply")
+    assert g.num == bust.num == summary["num_gaussians"]
+    torch.testing.assert_close(g.means, bust.means, rtol=0, atol=0)
+    torch.testing.assert_close(g.rgb, bust.rgb, rtol=1e-5, atol=1e-5)
+    names = PlyData.read(str(out / "gaussians.ply"))["vertex"].data.dtype.names
+    assert [f"f_rest_{i}" for i in range(45)] == [n for n in names if n.startswith("f_rest_")]
+    assert g.sh.shape == (bust.num, 16, 3)
+
+
+def test_export_splat_has_32_bytes_per_gaussian(exported, bust):
+    out, _ = exported
+    assert (out / "gaussians.splat").stat().st_size == 32 * bust.num
+
+
+def test_export_renders_match_rasterize(exported, bust):
+    out, _ = exported
+    cams = facelift_views(resolution=RES)
+    expected = to_uint8(rasterize(bust, cams, backend="torch").rgb)  # [6, H, W, 3]
+    with Image.open(out / "multiview.png") as img:
+        assert img.size == (6 * RES, RES)
+        grid = np.asarray(img.convert("RGB"))
+    for i, name in enumerate(VIEW_FILES):
+        with Image.open(out / "views" / name) as img:
+            assert img.size == (RES, RES)
+            view = np.asarray(img.convert("RGB"))
+        np.testing.assert_array_equal(view, expected[i])
+        np.testing.assert_array_equal(grid[:, i * RES : (i + 1) * RES], expected[i])
+
+
+def test_export_cameras_read_back_as_the_facelift_views(exported):
+    out, _ = exported
+    cams, file_paths, extras = read_opencv_cameras(out / "views" / "opencv_cameras.json")
+    ref = facelift_views(resolution=RES)
+    assert list(file_paths) == VIEW_FILES
+    assert extras == {"id": "facelift_views"}
+    assert (cams.width, cams.height) == (RES, RES)
+    torch.testing.assert_close(cams.c2w.float(), ref.c2w, rtol=0, atol=1e-6)
+    torch.testing.assert_close(cams.K.float(), ref.K, rtol=1e-6, atol=1e-6)
+
+
+def test_export_turntable_has_the_requested_frames(exported):
+    out, summary = exported
+    assert read_video_frame_count(out / "turntable.mp4") == FRAMES
+    assert "turntable.mp4" in summary["files"]
+
+
+def test_export_files_and_folders_get_normal_permissions(exported):
+    out, _ = exported
+    umask = _umask()
+    assert _mode(out) == 0o777 & ~umask
+    assert _mode(out / "views") == 0o777 & ~umask
+    for p in [*out.iterdir(), *(out / "views").iterdir()]:
+        if p.is_file():
+            assert _mode(p) == 0o666 & ~umask, p.name
+    assert [p.name for p in out.parent.iterdir()] == ["result"]  # no staging or temporary files beside it
+
+
+def test_export_without_turntable(tmp_path, bust):
+    summary = export_gaussians(tmp_path, bust[:200], ExportSettings(resolution=16, turntable_frames=0), backend="torch")
+    assert not (tmp_path / "turntable.mp4").exists()
+    assert "turntable.mp4" not in summary["files"] and summary["num_gaussians"] == 200
+
+
+def test_export_rejects_batched_gaussians(tmp_path, bust):
+    with pytest.raises(ValueError, match=r"\[N\]"):
+        export_gaussians(tmp_path, bust.reshape(1, bust.num), ExportSettings(resolution=16, turntable_frames=0))
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"resolution": 0}, {"turntable_frames": -1}, {"fps": 0}, {"ply_sh_degree": -1}]
+)
+def test_export_settings_reject_bad_values(kwargs):
+    with pytest.raises(ValueError, match="ExportSettings"):
+        ExportSettings(**kwargs)
+
+
+# staged_output_dir -------------------------------------------------------------------------------------
+
+
+def test_staged_success_renames_into_place_with_normal_permissions(tmp_path):
+    target = tmp_path / "out"
+    with staged_output_dir(target) as staging:
+        assert staging.parent == tmp_path and staging.name.startswith(".out.")
+        assert staging.is_dir() and not any(staging.iterdir())
+        assert not target.exists()
+        (staging / "a.txt").write_text("a")
+    assert (target / "a.txt").read_text() == "a"
+    assert _mode(target) == 0o777 & ~_umask() != 0o700
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_staged_exception_leaves_no_target_and_no_staging(tmp_path):
+    with pytest.raises(RuntimeError, match="export failed"):
+        with staged_output_dir(tmp_path / "out") as staging:
+            (staging / "half.ply").write_bytes(b"ply")
+            raise RuntimeError("export failed")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_staged_keyboard_interrupt_cleans_up_too(tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        with staged_output_dir(tmp_path / "out") as staging:
+            (staging / "x").write_text("x")
+            raise KeyboardInterrupt
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_staged_non_empty_target_without_overwrite_is_refused(tmp_path):
+    target = tmp_path / "out"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        with staged_output_dir(target):
+            pytest.fail("the block must not run")
+    assert [p.name for p in target.iterdir()] == ["old.txt"]
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_staged_overwrite_replaces_and_leaves_no_old_folder(tmp_path):
+    target = tmp_path / "out"
+    (target / "sub").mkdir(parents=True)
+    (target / "old.txt").write_text("old")
+    with staged_output_dir(target, overwrite=True) as staging:
+        (staging / "new.txt").write_text("new")
+        assert (target / "old.txt").exists()  # the old folder stays until the new one is complete
+    assert [p.name for p in target.iterdir()] == ["new.txt"]
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_staged_overwrite_failure_keeps_the_old_folder(tmp_path):
+    target = tmp_path / "out"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    with pytest.raises(OSError):
+        with staged_output_dir(target, overwrite=True) as staging:
+            (staging / "new.txt").write_text("new")
+            raise OSError("disk full")
+    assert [p.name for p in target.iterdir()] == ["old.txt"]
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_staged_overwrite_restores_the_old_folder_if_the_final_rename_fails(tmp_path, monkeypatch):
+    target = tmp_path / "out"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    real_replace = os.replace
+
+    def failing_replace(src, dst):
+        if Path(src).name.endswith(".partial"):
+            raise OSError("rename failed")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", failing_replace)
+    with pytest.raises(OSError, match="rename failed"):
+        with staged_output_dir(target, overwrite=True) as staging:
+            (staging / "new.txt").write_text("new")
+    assert [p.name for p in target.iterdir()] == ["old.txt"]
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_staged_empty_existing_folder_is_used_without_overwrite(tmp_path):
+    target = tmp_path / "out"
+    target.mkdir()
+    with staged_output_dir(target) as staging:
+        (staging / "a.txt").write_text("a")
+    assert [p.name for p in target.iterdir()] == ["a.txt"]
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_staged_missing_parent_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist") as info:
+        with staged_output_dir(tmp_path / "missing" / "out"):
+            pytest.fail("the block must not run")
+    assert "missing" in str(info.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_staged_target_that_is_a_file_is_refused(tmp_path, overwrite):
+    (tmp_path / "out").write_text("a file")
+    with pytest.raises(FileExistsError, match="not a folder"):
+        with staged_output_dir(tmp_path / "out", overwrite=overwrite):
+            pytest.fail("the block must not run")
+    assert (tmp_path / "out").read_text() == "a file"
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_staged_relative_paths_and_dot_names(tmp_path, monkeypatch):
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    with staged_output_dir("result") as staging:
+        (staging / "a.txt").write_text("a")
+    assert (work / "result" / "a.txt").exists()
+    with staged_output_dir("result/../other") as staging:  # '..' resolves to a real name
+        (staging / "b.txt").write_text("b")
+    assert (work / "other" / "b.txt").exists()
+    assert sorted(p.name for p in work.iterdir()) == ["other", "result"]
+
+
+def test_staged_refuses_to_replace_the_working_folder(tmp_path, monkeypatch):
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "keep.txt").write_text("keep")
+    monkeypatch.chdir(work)
+    for target in (".", "", str(tmp_path)):
+        with pytest.raises(ValueError, match="working folder"):
+            with staged_output_dir(target, overwrite=True):
+                pytest.fail("the block must not run")
+    assert [p.name for p in work.iterdir()] == ["keep.txt"]
+    assert [p.name for p in tmp_path.iterdir()] == ["work"]
+
+
+def test_check_output_dir_returns_an_absolute_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert check_output_dir("new") == tmp_path / "new"
+    with pytest.raises(ValueError):
+        check_output_dir("/", overwrite=True)
