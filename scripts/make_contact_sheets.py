@@ -73,6 +73,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out-dir", type=Path, default=REPO / "docs" / "images")
     args = parser.parse_args(argv)
     names = list(SHEETS) if args.sheet == "all" else [args.sheet]
+    args.out_dir.mkdir(parents=True, exist_ok=True)
     for name in names:
         fn, filename = SHEETS[name]
         start = time.perf_counter()

@@ -8,10 +8,12 @@ import tyro
 
 from facelift.cli.common import run_command
 from facelift.cli.render import DemoCommand, RenderCommand
+from facelift.cli.synth import SynthCommand
 
 COMMANDS = {
     "demo": DemoCommand,
     "render": RenderCommand,
+    "synth": SynthCommand,
 }
 
 

@@ -291,30 +291,42 @@ def _sample_shapes(s: _Sampler, n: int) -> list[PartSpec]:
 
 
 def _sample_carves(s: _Sampler, shapes: list[PartSpec]) -> list[PartSpec]:
-    """1-3 subtractions centred in the surface region of the solid shapes (so they cut something)."""
+    """1-3 subtractions that cut the outside of the object: notches and dents at support points of
+    its hull, or holes drilled through a solid shape (chosen in proportion to its volume)."""
     solids = [p for p in shapes if p.role == "solid"]
-    carves = []
+    hull = torch.cat([part_extreme_points(p) for p in shapes if p.op == Op.ADD])  # [M, 3]
+    extent = float((hull - (hull.amin(0) + hull.amax(0)) / 2).norm(dim=-1).max())
+    carves: list[PartSpec] = []
     for _ in range(s.integer(1, 3)):
-        target = solids[s.integer(0, len(solids) - 1)]
-        t_rot = torch.tensor(target.rotation, dtype=torch.float64)
-        t_size = torch.tensor(target.size, dtype=torch.float64)
-        t_centre = torch.tensor(target.centre, dtype=torch.float64)
         material = _sample_material(s)
-        if s.chance(0.3):  # a hole drilled through the target along one of its axes
+        if s.chance(0.3):  # a hole drilled through a solid along one of its axes
+            target = s.choice(solids, weights=[math.prod(p.size) for p in solids])
+            t_rot = torch.tensor(target.rotation, dtype=torch.float64)
+            t_size = torch.tensor(target.size, dtype=torch.float64)
             axis = s.integer(0, 2)
             perm = [(axis + 1) % 3, (axis + 2) % 3, axis]
             rot = t_rot[:, perm]  # a cyclic permutation of the columns keeps det = +1
             width = float(t_size[perm[:2]].min()) * s.uniform(0.3, 0.6)
-            size = (width, width, float(t_size[axis]) * 1.5)
-            carves.append(PartSpec("carve", Kind.CYLINDER, _tuple3(t_centre), size, _rot_tuple(rot), material, Op.SUBTRACT, _CARVE_GROUP))
+            carve = PartSpec("carve", Kind.CYLINDER, target.centre, (width, width, float(t_size[axis]) * 1.5), _rot_tuple(rot), material, Op.SUBTRACT, _CARVE_GROUP)
+        else:  # centred near the object's farthest point along a random direction
+            u = s.unit_vector()
+            support = hull[int((hull @ u).argmax())]
+            size = tuple(extent * s.uniform(0.15, 0.4) for _ in range(3))
+            centre = support + u * (max(size) * s.uniform(-0.5, 0.4))
+            kind = s.choice((Kind.SPHERE, Kind.BOX, Kind.CYLINDER), weights=(0.45, 0.35, 0.2))
+            carve = PartSpec("carve", int(kind), _tuple3(centre), size, _rot_tuple(s.rotation()), material, Op.SUBTRACT, _CARVE_GROUP)
+        if any(_bounds_overlap(carve, c) for c in carves):
+            # Overlapping subtractions are resolved in table order by the ray caster, which can leave
+            # a stray carved surface inside another carve; keep carves apart instead.
             continue
-        local = s.unit_vector() * s.uniform(0.75, 1.0)
-        centre = t_rot @ (local * t_size) + t_centre
-        scale = float(t_size.max())
-        size = tuple(scale * s.uniform(0.25, 0.6) for _ in range(3))
-        kind = s.choice((Kind.SPHERE, Kind.BOX, Kind.CYLINDER), weights=(0.45, 0.35, 0.2))
-        carves.append(PartSpec("carve", int(kind), _tuple3(centre), size, _rot_tuple(s.rotation()), material, Op.SUBTRACT, _CARVE_GROUP))
+        carves.append(carve)
     return carves
+
+
+def _bounds_overlap(a: PartSpec, b: PartSpec) -> bool:
+    """Whether the bounding spheres of two parts intersect."""
+    dist = math.dist(a.centre, b.centre)
+    return dist < math.hypot(*a.size) + math.hypot(*b.size)
 
 
 def _normalise(parts: list[PartSpec], radius: float) -> list[PartSpec]:

@@ -127,41 +127,76 @@ def _local_rays(table: PrimitiveTable, origins: Tensor, dirs: Tensor, cols: Tens
     return o, d
 
 
-def intersect_intervals(table: PrimitiveTable, origins: Tensor, dirs: Tensor) -> tuple[Tensor, Tensor]:
+# Radius of the ball around the local origin that contains each canonical shape.
+_CANONICAL_RADIUS = torch.tensor([1.0, math.sqrt(3.0), math.sqrt(2.0), math.sqrt(2.0)])
+
+
+def bounding_spheres(table: PrimitiveTable) -> tuple[Tensor, Tensor]:
+    """World bounding spheres of all primitives: ``(centres [B, K, 3], radii [B, K])`` (padding: radius 0)."""
+    lin = torch.linalg.inv(table.w2l[..., :3])  # local -> world
+    centres = -(lin @ table.w2l[..., 3:4])[..., 0]
+    radii = torch.linalg.matrix_norm(lin, ord=2) * _CANONICAL_RADIUS.to(lin)[table.kind.clamp_min(0)]
+    return centres, torch.where(table.kind == Kind.NONE, torch.zeros_like(radii), radii)
+
+
+def _candidates(table: PrimitiveTable, origins: Tensor, dirs: Tensor, near: float) -> Tensor:
+    """``[R, K]`` True where a ray of subject 0 meets a primitive's bounding sphere beyond ``near``."""
+    c, r = bounding_spheres(table)
+    c, r = c[0], r[0]
+    o, d = origins[0], dirs[0]
+    # |o + t d - c|² = r² with b = d.(o - c): expanded so that the [R, K] terms are two matrix products.
+    dd = (d * d).sum(-1, keepdim=True)
+    b = (o * d).sum(-1, keepdim=True) - d @ c.t()
+    oc2 = (o * o).sum(-1, keepdim=True) - 2 * (o @ c.t()) + (c * c).sum(-1)
+    disc = b * b - dd * (oc2 - r * r)
+    far = (-b + torch.sqrt(disc.clamp_min(0))) / dd
+    return (disc >= 0) & (far > near) & (r > 0)
+
+
+def intersect_intervals(table: PrimitiveTable, origins: Tensor, dirs: Tensor, near: float = 0.0) -> tuple[Tensor, Tensor]:
     """Entry and exit ``t`` of every ray with every primitive (``+inf, -inf`` on a miss).
 
-    Columns are grouped by kind so that spheres and boxes (most primitives) use their short closed forms;
-    with a batch of several subjects whose kinds differ per column, the general formulation is used.
+    For one subject, rays are first culled against the primitives' bounding spheres and only the
+    surviving (ray, primitive) pairs are intersected, each kind with its own closed form (spheres and
+    boxes, most primitives, have short ones). Batches of several subjects use the general formulation
+    on every pair.
 
     Args:
         table: ``[B, K]`` primitives.
         origins, dirs: ``[B, R, 3]`` world rays.
+        near: pairs whose bounding sphere lies entirely before ``near`` may be reported as misses.
 
     Returns:
         ``(t_in, t_out)``, ``[B, R, K]`` each, in the world ray's parameter.
     """
     kind = table.kind
     B, R = origins.shape[:2]
-    if not bool((kind == kind[:1]).all()):
+    if B != 1:
         o, d = _local_rays(table, origins, dirs)
         t_in, t_out = _quadric_interval(kind.clamp_min(0)[:, None], o, d)
-    else:
-        t_in = torch.full((B, R, table.num), _INF, dtype=origins.dtype, device=origins.device)
-        t_out = torch.full_like(t_in, -_INF)
-        routines = {Kind.SPHERE: _sphere_interval, Kind.BOX: _box_interval}
-        for kd in torch.unique(kind[0]).tolist():
-            if kd == Kind.NONE:
-                continue
-            cols = torch.nonzero(kind[0] == kd).flatten()
-            o, d = _local_rays(table, origins, dirs, cols)
-            if kd in routines:
-                a, b = routines[kd](o, d)
-            else:
-                a, b = _quadric_interval(torch.full(cols.shape, kd, device=o.device), o, d)
-            t_in[:, :, cols] = a
-            t_out[:, :, cols] = b
-    pad = (kind == Kind.NONE)[:, None]
-    return torch.where(pad, _INF, t_in), torch.where(pad, -_INF, t_out)
+        pad = (kind == Kind.NONE)[:, None]
+        return torch.where(pad | (t_in > t_out), _INF, t_in), torch.where(pad | (t_in > t_out), -_INF, t_out)
+    t_in = torch.full((1, R, table.num), _INF, dtype=origins.dtype, device=origins.device)
+    t_out = torch.full_like(t_in, -_INF)
+    ray, prim = torch.nonzero(_candidates(table, origins, dirs, near), as_tuple=True)
+    if len(ray) == 0:
+        return t_in, t_out
+    kind_p = kind[0].index_select(0, prim)
+    routines = {Kind.SPHERE: _sphere_interval, Kind.BOX: _box_interval}
+    for kd in torch.unique(kind_p).tolist():
+        sel = torch.nonzero(kind_p == kd).flatten()
+        r_sel, p_sel = ray.index_select(0, sel), prim.index_select(0, sel)
+        w2l = table.w2l[0].index_select(0, p_sel)  # [P, 3, 4]
+        a = w2l[..., :3]
+        o = (a @ origins[0].index_select(0, r_sel)[..., None])[..., 0] + w2l[..., 3]
+        d = (a @ dirs[0].index_select(0, r_sel)[..., None])[..., 0]
+        if kd in routines:
+            lo, hi = routines[kd](o, d)
+        else:
+            lo, hi = _quadric_interval(torch.full((len(sel),), kd, device=o.device), o, d)
+        t_in[0, r_sel, p_sel] = lo
+        t_out[0, r_sel, p_sel] = hi
+    return t_in, t_out
 
 
 def _hairline_keep(p: Tensor, params: Tensor) -> Tensor:
@@ -225,33 +260,46 @@ def cast_rays(table: PrimitiveTable, origins: Tensor, dirs: Tensor, near: float 
     Returns:
         :class:`RayHits`.
     """
-    t_in, t_out = intersect_intervals(table, origins, dirs)
-    is_add = table.op[:, None] == Op.ADD
-    t = torch.where(is_add & (t_in > near), t_in, torch.full_like(t_in, _INF))
-    owner = torch.arange(table.num, device=t.device).expand_as(t).clone()
-    # Carving: a hit inside a subtracting primitive of the same group moves to that primitive's exit
-    # (if the additive primitive still continues there). Few subtracting primitives: loop over them.
-    sub_cols = torch.nonzero((table.op == Op.SUBTRACT).any(0)).flatten().tolist()
-    for s in sub_cols:
-        active = (table.op[:, s] == Op.SUBTRACT)[:, None, None] & (table.group[:, None] == table.group[:, s, None, None])
-        s_in, s_out = t_in[..., s : s + 1], t_out[..., s : s + 1]
-        inside = active & (t >= s_in) & (t < s_out)
-        t = torch.where(inside, s_out.expand_as(t), t)
-        owner = torch.where(inside, torch.full_like(owner, s), owner)
-    t = torch.where(t <= t_out, t, torch.full_like(t, _INF))  # carved all the way through
-    # Surface masks (hair-lines, cut planes) on the primitives' own surfaces.
-    masked = torch.nonzero((table.mask != Mask.NONE).any(0)).flatten()
+    if table.batch_size != 1:
+        hits = [cast_rays(table[b], origins[b : b + 1], dirs[b : b + 1], near) for b in range(table.batch_size)]
+        return RayHits(*(torch.cat([getattr(h, k) for h in hits]) for k in ("t", "prim", "inward", "hit")))
+    t_in, t_out = intersect_intervals(table, origins, dirs, near)
+    t = torch.where((table.op[:, None] == Op.ADD) & (t_in > near), t_in, torch.full_like(t_in, _INF))[0]  # [R, K]
+    carved_by = None
+    # Carving: a hit inside a subtracting primitive of the same group moves to that primitive's exit, if
+    # the additive primitive still continues there (else the ray passes through). Only the rays that meet
+    # a subtracting primitive are touched.
+    for s in torch.nonzero(table.op[0] == Op.SUBTRACT).flatten().tolist():
+        rows = torch.nonzero(torch.isfinite(t_in[0, :, s])).flatten()
+        if len(rows) == 0:
+            continue
+        if carved_by is None:
+            carved_by = torch.full(t.shape, -1, dtype=torch.int16, device=t.device)
+        same = table.group[0] == table.group[0, s]  # [K]
+        t_rows = t.index_select(0, rows)
+        s_in, s_out = t_in[0, rows, s, None], t_out[0, rows, s, None]
+        inside = same & (t_rows >= s_in) & (t_rows < s_out)
+        moved = torch.where(s_out <= t_out[0].index_select(0, rows), s_out.expand_as(t_rows), torch.full_like(t_rows, _INF))
+        t[rows] = torch.where(inside, moved, t_rows)
+        carved_by[rows] = torch.where(inside, torch.full_like(carved_by[rows], s), carved_by[rows])
+    # Surface masks (hair-lines, cut planes) on the primitives' own (uncarved) surfaces.
+    masked = torch.nonzero(table.mask[0] != Mask.NONE).flatten()
     if len(masked):
         o, d = _local_rays(table, origins, dirs, masked)
-        t_m = t.index_select(2, masked)
-        p_local = o + torch.where(torch.isfinite(t_m), t_m, torch.zeros_like(t_m))[..., None] * d
-        keep = _mask_keep(_select_cols(table, masked), p_local) | (owner.index_select(2, masked) != masked)
-        t[:, :, masked] = torch.where(keep, t_m, torch.full_like(t_m, _INF))
+        t_m = t.index_select(1, masked)
+        p_local = (o + torch.where(torch.isfinite(t_m), t_m, torch.zeros_like(t_m))[None, ..., None] * d)[0]
+        keep = _mask_keep(_select_cols(table, masked), p_local[None])[0]
+        if carved_by is not None:
+            keep = keep | (carved_by.index_select(1, masked) >= 0)
+        t[:, masked] = torch.where(keep, t_m, torch.full_like(t_m, _INF))
     t_best, k_best = t.min(-1)
-    prim = torch.gather(owner, -1, k_best[..., None])[..., 0]
     hit = torch.isfinite(t_best)
-    inward = prim != k_best
-    return RayHits(t_best, torch.where(hit, prim, torch.zeros_like(prim)), inward & hit, hit)
+    prim, inward = k_best, torch.zeros_like(hit)
+    if carved_by is not None:
+        by = torch.gather(carved_by, 1, k_best[:, None])[:, 0].long()
+        inward = by >= 0
+        prim = torch.where(inward, by, k_best)
+    return RayHits(t_best[None], torch.where(hit, prim, torch.zeros_like(prim))[None], (inward & hit)[None], hit[None])
 
 
 def any_hit(table: PrimitiveTable, origins: Tensor, dirs: Tensor, near: float = 1e-3, far: float = _INF) -> Tensor:
@@ -260,7 +308,7 @@ def any_hit(table: PrimitiveTable, origins: Tensor, dirs: Tensor, near: float = 
     Carves and masks are ignored, except that masked primitives (hair shells) do not occlude; a ray that
     starts inside a primitive is not occluded by it.
     """
-    t_in, _ = intersect_intervals(table, origins, dirs)
+    t_in, _ = intersect_intervals(table, origins, dirs, near)
     occluder = (table.op == Op.ADD) & (table.mask == Mask.NONE)
     return ((t_in > near) & (t_in < far) & occluder[:, None]).any(-1)
 
