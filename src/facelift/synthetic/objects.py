@@ -332,7 +332,7 @@ def _bounds_overlap(a: PartSpec, b: PartSpec) -> bool:
 def _normalise(parts: list[PartSpec], radius: float) -> list[PartSpec]:
     """Translate and scale all parts together so that the additive ones fit ``radius`` about the origin."""
     pts = torch.cat([part_extreme_points(p) for p in parts if p.op == Op.ADD])
-    mid = (pts.amin(0) + pts.amax(0)) / 2
+    mid = _enclosing_centre(pts)
     scale = radius / float((pts - mid).norm(dim=-1).max())
     out = []
     for p in parts:
@@ -341,6 +341,16 @@ def _normalise(parts: list[PartSpec], radius: float) -> list[PartSpec]:
             centre = centre * (radius / float(centre.norm()))
         out.append(replace(p, centre=_tuple3(centre), size=tuple(v * scale for v in p.size)))
     return out
+
+
+def _enclosing_centre(points: Tensor, iterations: int = 200) -> Tensor:
+    """Approximate centre of the smallest sphere enclosing ``points [M, 3]`` (Badoiu-Clarkson: step
+    toward the farthest point by 1/(i+1); the radius is within about 1/sqrt(iterations) of optimal)."""
+    c = (points.amin(0) + points.amax(0)) / 2
+    for i in range(iterations):
+        far = points[int((points - c).norm(dim=-1).argmax())]
+        c = c + (far - c) / (i + 2)
+    return c
 
 
 def _wire_material(s: _Sampler) -> Material:
@@ -395,7 +405,7 @@ def sample_object(object_id: int) -> ObjectSpec:
     carved = s.chance(_CARVE_PROB) and any(p.role == "solid" for p in parts)
     if carved:
         parts += _sample_carves(s, parts)
-    radius = s.uniform(0.78, MAX_RADIUS)
+    radius = s.uniform(0.82, MAX_RADIUS)
     parts = _normalise(parts, radius)
     wireframe = s.chance(_WIRE_PROB)
     if wireframe:

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# GPU check of the renderer, for a session lent the device machine (python3 there: torch 2.11 + CUDA,
+# GPU checks (renderer parity and speed, synthetic-engine throughput), for a session lent the device machine (python3 there: torch 2.11 + CUDA,
 # no gsplat/plyfile/tyro). Prepare once, here:
 #   echo /.whl/ >> .git/info/exclude
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
 #     -d .whl gsplat==1.5.3 plyfile==1.1.5 imageio-ffmpeg==0.8.1
-# then call the device tool with carry [".whl"] and the command `bash scripts/device_render_check.sh`
+# then call the device tool with carry [".whl"] and the command `bash scripts/device_check.sh`
 # (about 90 s of it is gsplat compiling its CUDA code on first use). Results land in $OUT.
 set -eo pipefail
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
@@ -16,3 +16,4 @@ python3 -c "import gsplat, torch; print('gsplat', gsplat.__version__, 'torch', t
 python3 -m pytest tests/rendering -q -m "gpu or not gpu" -p no:cacheprovider 2>&1 | tee "$OUT/pytest_rendering.txt"
 python3 benchmarks/render_parity.py --json "$OUT/render_parity.json" 2>&1 | tee "$OUT/render_parity.txt"
 python3 benchmarks/render.py --device cuda --json "$OUT/render_cuda.json" 2>&1 | tee "$OUT/render_cuda.txt"
+python3 benchmarks/synth.py --device cuda --subjects 64 --views 38 --res 256 --json "$OUT/synth_cuda.json" 2>&1 | tee "$OUT/synth_cuda.txt"
