@@ -204,3 +204,12 @@ def test_gsplat_matches_reference_on_cuda():
     fast = rasterize(g, c, backend="gsplat")
     torch.testing.assert_close(fast.rgb, ref.rgb, rtol=0, atol=2e-4)
     torch.testing.assert_close(fast.alpha, ref.alpha, rtol=0, atol=2e-4)
+
+
+def test_no_gaussians_renders_background():
+    g = Gaussians.from_rgb(torch.zeros(0, 3), torch.zeros(0, 3), torch.zeros(0), torch.zeros(0, 3))
+    bg = torch.tensor([0.2, 0.4, 0.6])
+    out = rasterize(g, cams(dtype=torch.float32), background=bg, backend="torch")
+    assert out.rgb.shape == (2, 3, 20, 24)
+    torch.testing.assert_close(out.rgb, bg[None, :, None, None].expand(2, 3, 20, 24))
+    assert (out.alpha == 0).all() and (out.depth == 0).all()

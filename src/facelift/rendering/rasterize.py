@@ -132,13 +132,18 @@ def rasterize(
     dtype = gaussians.dtype
 
     num_cams = cameras.batch_shape[-1]
-    g = gaussians.reshape(-1, gaussians.num)  # [S, N]
-    cams = cameras.reshape(-1, num_cams).to(dtype=dtype)  # [S, C]
-    S = g.shape[0]
+    S = batch.numel()
     if background is None:
         background = 0.0
     bg = torch.as_tensor(background, dtype=dtype, device=gaussians.device)
     bg = bg.expand(*batch, num_cams, 3).reshape(S, num_cams, 3)
+    out_shape = (*batch, num_cams)
+    if gaussians.num == 0:  # nothing to draw: the background, transparent, at depth 0
+        zeros = torch.zeros(*out_shape, 1, height, width, dtype=dtype, device=gaussians.device)
+        rgb = bg.reshape(*out_shape, 3, 1, 1).expand(*out_shape, 3, height, width) + 0.0 * gaussians.means.sum()
+        return RenderOutput(rgb=rgb, alpha=zeros, depth=zeros.clone())
+    g = gaussians.reshape(-1, gaussians.num)  # [S, N]
+    cams = cameras.reshape(-1, num_cams).to(dtype=dtype)  # [S, C]
 
     if _resolve_backend(backend, gaussians.device) == "gsplat":
         from facelift.rendering._gsplat import rasterize_gsplat
@@ -160,7 +165,6 @@ def rasterize(
             width,
             height,
         )
-    out_shape = (*batch, num_cams)
     return RenderOutput(
         rgb=rgb.reshape(*out_shape, 3, height, width),
         alpha=alpha.reshape(*out_shape, 1, height, width),
