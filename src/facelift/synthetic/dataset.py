@@ -25,6 +25,7 @@ On-disk layout (one folder per subject, the authors' layout plus depth, normals 
                                                 w2c, "file_path": "images/cam_000.png"}, ...]}
         depth.npz                               "depth": float16 [V, H, W], camera-frame z, 0 = background
         normals.npz                             "normals": float16 [V, 3, H, W], world-space unit normals
+                                                (both sampled at pixel x + depth_pixel_offset, see params)
         params.json                             ids, scene parameters, lighting, render settings, version
 
 A subject folder is written into a hidden staging folder and renamed into place, so it exists complete
@@ -50,13 +51,7 @@ from torch import Tensor
 
 from facelift.cameras.cameras import Cameras
 from facelift.cameras.io import read_opencv_cameras, write_opencv_cameras
-from facelift.cameras.orbits import (
-    FACELIFT_VIEW_NAMES,
-    REFERENCE_FOV_DEG,
-    REFERENCE_RADIUS,
-    facelift_views,
-    random_cameras,
-)
+from facelift.cameras.orbits import FACELIFT_VIEW_NAMES, REFERENCE_FOV_DEG, REFERENCE_RADIUS, facelift_views, random_cameras
 from facelift.pipeline.export import staged_output_dir
 from facelift.rendering.media import image_grid, save_image
 from facelift.synthetic.primitives import PrimitiveTable
@@ -64,20 +59,9 @@ from facelift.synthetic.render import Lighting, SynthSettings, render_scene
 from facelift.utils.io import atomic_write_text
 
 __all__ = [
-    "GENERATOR_VERSION",
-    "SubjectId",
-    "SubjectRender",
-    "GenerateSummary",
-    "split_size",
-    "subject_views",
-    "render_subject",
-    "write_subject",
-    "load_subject",
-    "generate",
-    "preview_sheet",
-    "SyntheticStream",
-    "SyntheticFolderDataset",
-]
+    "GENERATOR_VERSION", "SubjectId", "SubjectRender", "GenerateSummary", "split_size", "subject_views", "render_subject",
+    "write_subject", "load_subject", "generate", "preview_sheet", "SyntheticStream", "SyntheticFolderDataset",
+]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
@@ -331,6 +315,9 @@ def render_subject(
         "resolution": resolution,
         "num_random": num_random,
         "supersample": supersample,
+        # The renderer takes depth and normals from one sample per pixel, sample s // 2 of s along each
+        # axis: at (x + offset, y + offset) with this offset, not at the pixel centre when s is even.
+        "depth_pixel_offset": (supersample // 2 + 0.5) / supersample,
         "shadows": bool(shadows),
         "view_names": names,
         "generator_version": GENERATOR_VERSION,

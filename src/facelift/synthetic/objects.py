@@ -347,8 +347,9 @@ def _enclosing_centre(points: Tensor, iterations: int = 200) -> Tensor:
     """Approximate centre of the smallest sphere enclosing ``points [M, 3]`` (Badoiu-Clarkson: step
     toward the farthest point by 1/(i+1); the radius is within about 1/sqrt(iterations) of optimal)."""
     c = (points.amin(0) + points.amax(0)) / 2
+    points = points[:: max(1, len(points) // 1024)]  # the centre need not be exact: callers rescale
     for i in range(iterations):
-        far = points[int((points - c).norm(dim=-1).argmax())]
+        far = points[int((points - c).square().sum(-1).argmax())]
         c = c + (far - c) / (i + 2)
     return c
 
