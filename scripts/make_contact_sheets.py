@@ -21,6 +21,7 @@ from einops import rearrange
 from facelift.cameras.cameras import Cameras
 from facelift.cameras.orbits import orbit_cameras
 from facelift.rendering.media import image_grid, save_image
+from facelift.synthetic.heads import head_scene
 from facelift.synthetic.objects import object_scene
 from facelift.synthetic.primitives import PrimitiveTable
 from facelift.synthetic.render import Lighting, SynthSettings, render_scene
@@ -61,8 +62,17 @@ def objects_sheet(path: Path, count: int = 24, per_row: int = 4) -> None:
     save_image(path, image_grid(strips, rows=-(-count // per_row), pad=6))
 
 
+def heads_sheet(path: Path, count: int = 24, per_row: int = 4) -> None:
+    """``count`` procedural heads (identity i, variant 7i mod 50) from the front, front-right, right and back."""
+    cameras = orbit_cameras(torch.tensor([0.0, 45.0, 90.0, 180.0]), 5.0, width=RESOLUTION)
+    tables = [head_scene(i, (7 * i) % 50)[0] for i in range(count)]
+    strips = render_strips(tables, cameras, [_lighting(i, seed=2) for i in range(count)])
+    save_image(path, image_grid(strips, rows=-(-count // per_row), pad=6))
+
+
 SHEETS: dict[str, tuple[Callable[[Path], None], str]] = {
     "objects": (objects_sheet, "synth_objects.png"),
+    "heads": (heads_sheet, "synth_heads.png"),
 }
 """Sheet name -> (function writing the sheet to a path, default file name under ``--out-dir``)."""
 

@@ -130,3 +130,18 @@ def test_local_normals_are_outward_gradients():
     assert local_normal(torch.tensor([Kind.CYLINDER]), torch.tensor([[0.0, 1.0, 0.2]]))[0].tolist() == [0.0, 1.0, 0.0]
     assert local_normal(torch.tensor([Kind.CYLINDER]), torch.tensor([[0.1, 0.2, 1.0]]))[0].tolist() == [0.0, 0.0, 1.0]
     assert local_normal(torch.tensor([Kind.CONE]), torch.tensor([[0.1, 0.2, -1.0]]))[0].tolist() == [0.0, 0.0, -1.0]
+
+
+def test_overlapping_carves_in_either_order():
+    # A small bite behind a big one: the ray enters the big bite first, leaves it inside the small one and
+    # must end on the small bite's far wall (y = -0.2), whichever order the carves are listed in.
+    bites = {"small": ((0, -0.45, 0), 0.25), "big": ((0, -1.0, 0), 0.5)}
+    for order in (("small", "big"), ("big", "small")):
+        b = PrimitiveBuilder()
+        b.add(Kind.SPHERE, centre=(0, 0, 0), size=(1, 1, 1))
+        for name in order:
+            centre, r = bites[name]
+            b.add(Kind.SPHERE, centre=centre, size=(r, r, r), op=Op.SUBTRACT)
+        table = b.build(dtype=torch.float64)
+        hits = cast_rays(table, torch.tensor([[[0.0, -3.0, 0.0]]], dtype=torch.float64), torch.tensor([[[0.0, 1.0, 0.0]]], dtype=torch.float64))
+        assert hits.t[0, 0].item() == pytest.approx(2.8), order

@@ -268,8 +268,10 @@ def cast_rays(table: PrimitiveTable, origins: Tensor, dirs: Tensor, near: float 
     carved_by = None
     # Carving: a hit inside a subtracting primitive of the same group moves to that primitive's exit, if
     # the additive primitive still continues there (else the ray passes through). Only the rays that meet
-    # a subtracting primitive are touched.
-    for s in torch.nonzero(table.op[0] == Op.SUBTRACT).flatten().tolist():
+    # a subtracting primitive are touched. Two passes let a hit pushed out of one carve into an
+    # overlapping carve listed earlier move on again.
+    subtract = torch.nonzero(table.op[0] == Op.SUBTRACT).flatten().tolist()
+    for s in subtract + (subtract if len(subtract) > 1 else []):
         rows = torch.nonzero(torch.isfinite(t_in[0, :, s])).flatten()
         if len(rows) == 0:
             continue
