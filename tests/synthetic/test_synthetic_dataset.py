@@ -147,7 +147,7 @@ def test_depth_is_consistent_across_views(supersample):
     res = 48
     r = render_subject("heads", 7, resolution=res, num_random=0, supersample=supersample, views=[0, 1], shadows=False)
     offset = r.params["depth_pixel_offset"]  # where in its pixel depth was sampled (0.5: the centre)
-    assert offset == (0.5 if supersample == 1 else 0.75)
+    assert offset == 0.5  # pixel centres, also when supersampling
     cam0, cam1 = r.cameras[0], r.cameras[1]
     d0, d1 = r.depth[0, 0], r.depth[1, 0]
     ys, xs = torch.nonzero(d0 > 0, as_tuple=True)

@@ -25,7 +25,7 @@ On-disk layout (one folder per subject, the authors' layout plus depth, normals 
                                                 w2c, "file_path": "images/cam_000.png"}, ...]}
         depth.npz                               "depth": float16 [V, H, W], camera-frame z, 0 = background
         normals.npz                             "normals": float16 [V, 3, H, W], world-space unit normals
-                                                (both sampled at pixel x + depth_pixel_offset, see params)
+                                                (both sampled at pixel centres, x + 0.5)
         params.json                             ids, scene parameters, lighting, render settings, version
 
 A subject folder is written into a hidden staging folder and renamed into place, so it exists complete
@@ -317,7 +317,7 @@ def render_subject(
         "supersample": supersample,
         # The renderer takes depth and normals from one sample per pixel, sample s // 2 of s along each
         # axis: at (x + offset, y + offset) with this offset, not at the pixel centre when s is even.
-        "depth_pixel_offset": (supersample // 2 + 0.5) / supersample,
+        "depth_pixel_offset": 0.5,  # depth and normals are sampled at pixel centres
         "shadows": bool(shadows),
         "view_names": names,
         "generator_version": GENERATOR_VERSION,

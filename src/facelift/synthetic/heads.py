@@ -246,8 +246,9 @@ def build_head(identity: HeadIdentity, appearance: HeadAppearance) -> PrimitiveB
     # Facial hair volumes.
     if app.facial_hair == "moustache":
         b.add(Kind.SPHERE, centre=(0, -0.6, mouth_z + 0.065), size=(lip_w * 0.95, 0.05, 0.028), **hair_kw)
-    elif app.facial_hair == "beard":
-        b.add(Kind.SPHERE, centre=(0, -0.25, -0.3), size=(jaw_w * 1.12, 0.44, 0.3), mask=Mask.HALF_SPACE, mask_params=(0.0, -0.35, -1.0, 0.2), **hair_kw)
+    elif app.facial_hair == "beard":  # a solid chin-and-jaw volume below the mouth, with a moustache
+        b.add(Kind.SPHERE, centre=(0, -0.36, mouth_z - 0.2), size=(jaw_w * 0.92, 0.24, 0.17), **hair_kw)
+        b.add(Kind.SPHERE, centre=(0, -0.6, mouth_z + 0.06), size=(lip_w * 0.9, 0.045, 0.025), **hair_kw)
     # Scalp hair.
     _add_hair(b, app.hairstyle, hc, (rx, ry, rz), hair_kw)
     if app.glasses:
@@ -269,8 +270,8 @@ def _add_hair(b: PrimitiveBuilder, style: str, hc, radii, hair_kw: dict) -> None
         b.add(Kind.SPHERE, centre=(hc[0], hc[1] + 0.01, hc[2] + 0.01), size=(rx * 1.015, ry * 1.015, rz * 1.015), mask=Mask.HAIRLINE, mask_params=(0.55, 0.15, -0.35, 0.02), **{**hair_kw, "pattern": Pattern.NOISE, "colour2": tuple(c * 0.7 for c in hair_kw["colour"])})
         return
     if style == "curly":
-        volume = (rx * 1.35, ry * 1.3, rz * 1.2)
-        b.add(Kind.SPHERE, centre=(0, 0.08, hc[2] + 0.12), size=volume, mask=Mask.HAIRLINE, mask_params=(0.5, -0.1, -0.55, 0.06), **{**hair_kw, "pattern": Pattern.NOISE, "pattern_scale": 3.0})
+        volume = (rx * 1.3, ry * 1.2, rz * 1.12)
+        b.add(Kind.SPHERE, centre=(0, 0.14, hc[2] + 0.12), size=volume, mask=Mask.HAIRLINE, mask_params=(0.66, -0.1, -0.55, 0.05), **{**hair_kw, "pattern": Pattern.NOISE, "pattern_scale": 3.0})
         return
     shell = (rx * 1.07, ry * 1.06, rz * 1.05)
     front = {"short": 0.5, "long_straight": 0.45, "bob": 0.42, "ponytail": 0.5, "bun": 0.5}[style]

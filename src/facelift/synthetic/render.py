@@ -215,16 +215,21 @@ def _ambient_occlusion(table: PrimitiveTable, b_idx: Tensor, prim: Tensor, p: Te
     return (1 - 0.6 * occ).clamp(0.25, 1)
 
 
-def _shade(table: PrimitiveTable, light: Lighting, b_idx: Tensor, prim: Tensor, inward: Tensor, p: Tensor, view_d: Tensor, gen_u: Tensor, settings: SynthSettings):
-    """Colour and normal of hit points (flat ``[N]`` arrays; ``b_idx`` is each point's subject)."""
+def _surface_normal(table: PrimitiveTable, b_idx: Tensor, prim: Tensor, inward: Tensor, p: Tensor, view_d: Tensor):
+    """World unit normals facing the viewer, local hit points and world->local matrices of hit points."""
     w2l = table.w2l[b_idx, prim]  # [N, 3, 4]
     a = w2l[..., :3]
     p_local = (a @ p[..., None])[..., 0] + w2l[..., 3]
-    kind = table.kind[b_idx, prim]
-    n = (a.transpose(-1, -2) @ local_normal(kind, p_local)[..., None])[..., 0]
+    n = (a.transpose(-1, -2) @ local_normal(table.kind[b_idx, prim], p_local)[..., None])[..., 0]
     n = torch.nn.functional.normalize(n, dim=-1)
     n = torch.where(inward[:, None], -n, n)
     n = torch.where(((n * view_d).sum(-1) > 0)[:, None], -n, n)  # face the viewer
+    return n, p_local, a
+
+
+def _shade(table: PrimitiveTable, light: Lighting, b_idx: Tensor, prim: Tensor, inward: Tensor, p: Tensor, view_d: Tensor, gen_u: Tensor, settings: SynthSettings):
+    """Colour and normal of hit points (flat ``[N]`` arrays; ``b_idx`` is each point's subject)."""
+    n, p_local, a = _surface_normal(table, b_idx, prim, inward, p, view_d)
     pattern = table.pattern[b_idx, prim]
     albedo = _albedo(pattern, table.pattern_scale[b_idx, prim], table.colour[b_idx, prim], table.colour2[b_idx, prim], p_local)
     is_face = table.face[b_idx, prim] == 1
@@ -351,10 +356,40 @@ def render_scene(
     # Average colour over covered samples only, so edges do not darken toward the (absent) background.
     colour = down(rgb * alpha[..., None], 3) / a.clamp_min(1e-6)
     if ss > 1:
-        # Depth and normals: the centre sample's values (averaging depths across an edge is meaningless).
-        c = ss // 2
-        depth_img = depth.reshape(B * V, H, ss, W, ss)[:, :, c, :, c].reshape(B, V, 1, H, W)
-        n_img = normals.reshape(B * V, H, ss, W, ss, 3)[:, :, c, :, c].permute(0, 3, 1, 2).reshape(B, V, 3, H, W)
+        # Depth and normals at the pixel centres (averaging depths across an edge is meaningless): the
+        # middle sample for odd factors, a separate centre ray for even ones.
+        if ss % 2:
+            c = ss // 2
+            depth_img = depth.reshape(B * V, H, ss, W, ss)[:, :, c, :, c].reshape(B, V, 1, H, W)
+            n_img = normals.reshape(B * V, H, ss, W, ss, 3)[:, :, c, :, c].permute(0, 3, 1, 2).reshape(B, V, 3, H, W)
+        else:
+            depth_img, n_img = _centre_depth_normals(table, cameras, chunk)
     else:
         depth_img, n_img = down(depth[..., None], 1), down(normals, 3)
     return SynthOutput(torch.cat([colour.clamp(0, 1), a], 2), depth_img, n_img)
+
+
+def _centre_depth_normals(table: PrimitiveTable, cameras: Cameras, chunk: int) -> tuple[Tensor, Tensor]:
+    """``(depth [B, V, 1, H, W], normals [B, V, 3, H, W])`` from one ray through each pixel centre."""
+    B, V = cameras.batch_shape
+    W, H = cameras.width, cameras.height
+    origins, dirs = camera_rays(cameras)
+    z_scale = (dirs * cameras.c2w[..., :3, 2][:, :, None, None]).sum(-1).reshape(B, -1)
+    origins, dirs = origins.reshape(B, -1, 3), dirs.reshape(B, -1, 3)
+    depth = torch.zeros(B, origins.shape[1], dtype=origins.dtype, device=origins.device)
+    normals = torch.zeros(B, origins.shape[1], 3, dtype=origins.dtype, device=origins.device)
+    for b in range(B):
+        sub = table[b]
+        for start in range(0, origins.shape[1], chunk):
+            sl = slice(start, min(origins.shape[1], start + chunk))
+            hits = cast_rays(sub, origins[b : b + 1, sl], dirs[b : b + 1, sl])
+            r_idx = torch.nonzero(hits.hit[0]).flatten()
+            if len(r_idx) == 0:
+                continue
+            t = hits.t[0, r_idx]
+            d = dirs[b, sl][r_idx]
+            p = origins[b, sl][r_idx] + t[:, None] * d
+            n, _, _ = _surface_normal(sub, torch.zeros_like(r_idx), hits.prim[0, r_idx], hits.inward[0, r_idx], p, d)
+            depth[b, r_idx + start] = t * z_scale[b, r_idx + start]
+            normals[b, r_idx + start] = n
+    return depth.reshape(B, V, 1, H, W), normals.reshape(B, V, H, W, 3).permute(0, 1, 4, 2, 3)

@@ -1,0 +1,1 @@
+"""Procedural synthetic data: analytic-primitive heads and objects, a batched ray caster, datasets."""
