@@ -276,9 +276,12 @@ class _PairComposite(torch.autograd.Function):
             alive = log_t_incl > math.log(TRANSMITTANCE_MIN)  # stop before T would reach <= 1e-4
             trans = torch.where(alive, torch.exp(log_t_excl), torch.zeros_like(log_t_excl)).to(alpha.dtype)
             w = alpha * trans
-            for k in range(f_dim):
-                acc[m, k].index_add_(0, pairs.pixel, feats_t[k, g0:g1].index_select(0, pairs.owner) * w)
-            acc[m, f_dim].index_add_(0, pairs.pixel, w)
+            # Pairs are contiguous per pixel: segment sums, scattered once per channel to the pixels hit.
+            if len(w):
+                lengths = pairs.seg_last - pairs.seg_first + 1
+                hit_pixels = pairs.pixel.index_select(0, pairs.seg_first)
+                contrib = torch.stack([feats_t[k, g0:g1].index_select(0, pairs.owner) * w for k in range(f_dim)] + [w], 1)
+                acc[m][:, hit_pixels] = torch.segment_reduce(contrib, "sum", lengths=lengths, axis=0).t()
             saved.append((pairs, trans, alpha, gauss, dx, dy))
         ctx.save_for_backward(params_t, feats_t)
         ctx.saved = saved
