@@ -78,6 +78,13 @@ def test_render_on_the_demo_ply(demo_ply, tmp_path, capsys):
     assert [p.name for p in tmp_path.iterdir()] == ["render"]
 
 
+def test_missing_output_parents_are_created(demo_ply, tmp_path, capsys):
+    # The README's command writes to outputs/demo in a fresh clone, where outputs/ does not exist yet.
+    out = tmp_path / "outputs" / "nested" / "render"
+    assert _run(["render", str(demo_ply), "--out", str(out), *TINY]) == 0
+    assert (out / "gaussians.ply").is_file() and (out / "turntable.mp4").is_file()
+
+
 def test_render_overwrite_replaces_an_existing_result(demo_ply, tmp_path, capsys):
     out = tmp_path / "render"
     out.mkdir()
@@ -131,7 +138,7 @@ ERROR_CASES = {
     "render output not empty": (["render", "{ply}", "--out", "{inputs}"], ["not empty", "--overwrite"]),
     "demo output not empty": (["demo", "--out", "{inputs}"], ["not empty", "--overwrite"]),
     "output is a file": (["demo", "--out", "{inputs}/text.ply", "--overwrite"], ["text.ply", "not a folder"]),
-    "output parent missing": (["demo", "--out", "{inputs}/missing/out"], ["missing", "does not exist"]),
+    "output parent is a file": (["demo", "--out", "{inputs}/text.ply/out"], ["text.ply", "not a folder"]),
     "demo resolution 0": (["demo", "--out", "{out}", "--resolution", "0"], ["--resolution"]),
     "render resolution 0": (["render", "{ply}", "--out", "{out}", "--resolution", "0"], ["--resolution"]),
     "negative frames": (["demo", "--out", "{out}", "--frames", "-1"], ["--frames"]),

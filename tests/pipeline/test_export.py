@@ -232,12 +232,21 @@ def test_staged_empty_existing_folder_is_used_without_overwrite(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
 
 
-def test_staged_missing_parent_is_a_clear_error(tmp_path):
-    with pytest.raises(FileNotFoundError, match="does not exist") as info:
-        with staged_output_dir(tmp_path / "missing" / "out"):
+def test_staged_creates_missing_parents_and_removes_them_on_failure(tmp_path):
+    with staged_output_dir(tmp_path / "a" / "b" / "out") as staging:
+        (staging / "x.txt").write_text("x")
+    assert (tmp_path / "a" / "b" / "out" / "x.txt").read_text() == "x"
+    with pytest.raises(RuntimeError):
+        with staged_output_dir(tmp_path / "c" / "d" / "out"):
+            raise RuntimeError("boom")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a"]  # c/d were created, then removed
+
+
+def test_staged_parent_that_is_a_file_is_a_clear_error(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(FileExistsError, match="not a folder"):
+        with staged_output_dir(tmp_path / "file" / "out"):
             pytest.fail("the block must not run")
-    assert "missing" in str(info.value)
-    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("overwrite", [False, True])

@@ -9,11 +9,13 @@ import tyro
 from facelift.cli.common import run_command
 from facelift.cli.render import DemoCommand, RenderCommand
 from facelift.cli.synth import SynthCommand
+from facelift.cli.train import TrainCommand
 
 COMMANDS = {
     "demo": DemoCommand,
     "render": RenderCommand,
     "synth": SynthCommand,
+    "train": TrainCommand,
 }
 
 

@@ -57,7 +57,8 @@ def check_output_dir(path: str | os.PathLike, *, overwrite: bool = False) -> Pat
 
     Raises:
         FileExistsError: ``path`` is a file, or a non-empty folder and ``overwrite`` is False.
-        FileNotFoundError / PermissionError: the parent folder is missing or not writable.
+        FileExistsError / PermissionError: the nearest existing parent is a file or not writable
+            (missing parent folders are created when the output is written).
         ValueError: ``path`` is the file-system root, or an existing folder holding the working folder.
 
     Example:
@@ -76,9 +77,12 @@ def check_output_dir(path: str | os.PathLike, *, overwrite: bool = False) -> Pat
         cwd = Path(os.path.abspath(os.getcwd()))
         if cwd == path or path in cwd.parents:
             raise ValueError(f"refusing to replace {path}: it holds the current working folder")
+    # Missing parent folders are created (like mkdir -p); the nearest existing one must be a writable folder.
     parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
     if not parent.is_dir():
-        raise FileNotFoundError(f"cannot create {path}: folder {parent} does not exist")
+        raise FileExistsError(f"cannot create {path}: {parent} is not a folder")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise PermissionError(f"cannot create {path}: folder {parent} is not writable")
     return path
@@ -93,7 +97,8 @@ def staged_output_dir(path: str | os.PathLike, *, overwrite: bool = False) -> It
 
     Raises:
         FileExistsError: when ``path`` is a file, or a non-empty folder and ``overwrite`` is False.
-        FileNotFoundError / PermissionError: when the parent folder is missing or not writable.
+        FileExistsError / PermissionError: when the nearest existing parent is a file or not writable.
+        Missing parent folders are created, and removed again if the block fails.
         ValueError: when ``path`` is the file-system root, or an existing folder holding the working folder.
 
     Example:
@@ -102,7 +107,13 @@ def staged_output_dir(path: str | os.PathLike, *, overwrite: bool = False) -> It
     """
     path = check_output_dir(path, overwrite=overwrite)
     parent = path.parent
-    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=parent))
+    created = [p for p in (parent, *parent.parents) if not p.exists()]
+    parent.mkdir(parents=True, exist_ok=True)
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=parent))
+    except BaseException:
+        _remove_empty(created)
+        raise
     try:
         yield staging
         os.chmod(staging, default_mode(directory=True))  # mkdtemp makes it 0700
@@ -126,7 +137,15 @@ def staged_output_dir(path: str | os.PathLike, *, overwrite: bool = False) -> It
         shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
+        _remove_empty(created)
         raise
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove folders this module created (deepest first) if they are still empty."""
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            folder.rmdir()
 
 
 @torch.no_grad()
