@@ -30,7 +30,7 @@ class TrainGSLRMCommand:
     """Train the GS-LRM reconstructor; resumes from OUT_DIR/checkpoints when present. Multi-process:
     ``torchrun --nproc_per_node N -m facelift.cli.main train gslrm ...``."""
 
-    config: tyro.conf.OmitArgPrefixes[_GSLRMPreset] = GSLRM_PRESETS["default"]  # type: ignore[valid-type]
+    config: Annotated[_GSLRMPreset, tyro.conf.arg(name="")] = GSLRM_PRESETS["default"]  # type: ignore[valid-type]
     """Preset to start from (``default`` when omitted); any field can then be overridden."""
 
     def run(self) -> int:
@@ -50,13 +50,14 @@ class TrainGSLRMCommand:
 class TrainCommand:
     """Train a model: ``gslrm`` (the Gaussian reconstructor)."""
 
-    command: tyro.conf.OmitArgPrefixes[
+    command: Annotated[
         Union[
             Annotated[TrainGSLRMCommand, tyro.conf.subcommand("gslrm")],
             # A Union needs two members; tyro's own padding for a single subcommand (the diffusion
             # trainer will be the second).
             Annotated[None, tyro.conf.Suppress],
-        ]
+        ],
+        tyro.conf.arg(name=""),
     ]
 
     def run(self) -> int:

@@ -13,7 +13,9 @@ import contextlib
 import json
 import logging
 import os
+import re
 import time
+import warnings
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator, Literal
@@ -28,10 +30,10 @@ from facelift.models.gslrm import GSLRM, GSLRMConfig
 from facelift.rendering import rasterize
 from facelift.training.checkpoint import checkpoint_name, latest_checkpoint, load_checkpoint, save_checkpoint
 from facelift.training.metrics import MetricLogger
-from facelift.training.losses import VGGPerceptualLoss, reconstruction_loss
+from facelift.training.losses import ReconstructionLoss, VGGPerceptualLoss, reconstruction_loss
 from facelift.training.optim import build_adamw, clip_and_check, warmup_cosine
 
-__all__ = ["GSLRMTrainConfig", "GSLRM_PRESETS", "TrainResult", "train"]
+__all__ = ["GSLRMTrainConfig", "GSLRM_PRESETS", "TrainResult", "forward_loss", "train"]
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +45,7 @@ class GSLRMTrainConfig:
     preset: str = "default"
     """Name of the preset this run started from (recorded in the logs)."""
     model: GSLRMConfig = field(default_factory=GSLRMConfig.default)
-    """Architecture (ignored fields of a resumed or ``init_from`` run must match)."""
+    """Architecture (``init_from`` weights must match it)."""
     data: Literal["objects", "heads"] = "objects"
     """Training subjects: procedural objects (stage I/II) or synthetic heads (stage III)."""
     data_root: Path | None = None
@@ -314,6 +316,48 @@ def _prune_checkpoints(directory: Path, keep: int) -> None:
             old.unlink()
 
 
+def forward_loss(
+    net: nn.Module,
+    batch: dict[str, Tensor],
+    config: GSLRMTrainConfig,
+    device: torch.device,
+    *,
+    autocast: contextlib.AbstractContextManager | None = None,
+    perceptual: nn.Module | None = None,
+) -> tuple[Tensor, Tensor, ReconstructionLoss]:
+    """One training forward: reconstruct from the input views, render every view, compute the loss.
+
+    Args:
+        net: the model (possibly DDP-wrapped).
+        batch: collated samples: ``images [B, V, 3, H, W]``, ``c2w [B, V, 4, 4]``, ``K [B, V, 3, 3]`` and
+            ``input_index [B, V_in]``.
+        config: the run (resolution, loss weight).
+        device: where to compute.
+        autocast: context for the network (bf16 on CUDA); the renderer and loss run outside it in fp32.
+        perceptual: optional perceptual network replacing ``1 - SSIM``.
+
+    Returns:
+        ``(images [B, V, 3, H, W], rendered [B, V, 3, H, W], loss)``.
+    """
+    res = config.resolution
+    autocast = autocast if autocast is not None else contextlib.nullcontext()
+    images = batch["images"].to(device, non_blocking=True)  # [B, V, 3, H, W]
+    c2w, K = batch["c2w"].to(device), batch["K"].to(device)  # [B, V, 4, 4], [B, V, 3, 3]
+    index = batch["input_index"].to(device)  # [B, V_in]
+    cameras = Cameras(c2w, K, res, res)
+    in_images = torch.gather(images, 1, index[:, :, None, None, None].expand(-1, -1, *images.shape[2:]))
+    in_cameras = Cameras(
+        torch.gather(c2w, 1, index[:, :, None, None].expand(-1, -1, 4, 4)),
+        torch.gather(K, 1, index[:, :, None, None].expand(-1, -1, 3, 3)),
+        res, res,
+    )  # fmt: skip
+    with autocast:
+        gaussians = net(in_images, in_cameras)  # [B, N], fp32
+    rendered = rasterize(gaussians, cameras, background=1.0).rgb  # [B, V, 3, H, W], outside autocast
+    loss = reconstruction_loss(rendered, images, config.perceptual_weight, perceptual=perceptual)
+    return images, rendered, loss
+
+
 def train(config: GSLRMTrainConfig, *, stop_after: int | None = None) -> TrainResult:
     """Train (or resume training) the reconstructor as ``config`` says.
 
@@ -381,25 +425,11 @@ def train(config: GSLRMTrainConfig, *, stop_after: int | None = None) -> TrainRe
         bar = tqdm(total=config.total_steps, initial=start_step, desc=f"gslrm {config.preset}", unit="step", dynamic_ncols=True)
 
     step, final_loss, skipped_steps = start_step, float("nan"), 0
-    res = config.resolution
     tick, samples_since = time.perf_counter(), 0
     model.train()
     try:
         for batch in loader:
-            images = batch["images"].to(device, non_blocking=True)  # [B, V, 3, H, W]
-            c2w, K = batch["c2w"].to(device), batch["K"].to(device)  # [B, V, 4, 4], [B, V, 3, 3]
-            index = batch["input_index"].to(device)  # [B, V_in]
-            cameras = Cameras(c2w, K, res, res)
-            in_images = torch.gather(images, 1, index[:, :, None, None, None].expand(-1, -1, *images.shape[2:]))
-            in_cameras = Cameras(
-                torch.gather(c2w, 1, index[:, :, None, None].expand(-1, -1, 4, 4)),
-                torch.gather(K, 1, index[:, :, None, None].expand(-1, -1, 3, 3)),
-                res, res,
-            )  # fmt: skip
-            with autocast:
-                gaussians = net(in_images, in_cameras)  # [B, N], fp32
-            rendered = rasterize(gaussians, cameras, background=1.0).rgb  # [B, V, 3, H, W], outside autocast
-            loss = reconstruction_loss(rendered, images, config.perceptual_weight, perceptual=perceptual)
+            images, rendered, loss = forward_loss(net, batch, config, device, autocast=autocast, perceptual=perceptual)
             loss.total.backward()
             mean_loss = _mean_across(loss.total.detach(), ddp.world)
             guard = clip_and_check(model, config.grad_clip, config.skip_factor, loss=mean_loss)
@@ -409,7 +439,11 @@ def train(config: GSLRMTrainConfig, *, stop_after: int | None = None) -> TrainRe
                 skipped_steps += 1
                 logger.warning("step %d skipped (loss %s, grad norm %s)", step + 1, float(mean_loss), guard.grad_norm)
             lr = optimizer.param_groups[0]["lr"]
-            scheduler.step()
+            with warnings.catch_warnings():
+                # A skipped first step trips torch's "scheduler.step() before optimizer.step()" warning;
+                # the schedule is meant to advance anyway (it counts steps, taken or skipped).
+                warnings.filterwarnings("ignore", message=re.escape("Detected call of `lr_scheduler.step()`"))
+                scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
             final_loss = float(mean_loss)
