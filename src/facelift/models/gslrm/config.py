@@ -92,8 +92,14 @@ class GSLRMConfig:
 
     @classmethod
     def default(cls) -> "GSLRMConfig":
-        """A small model trainable on a CPU: width 256, 6 blocks, 4 heads of 64, 8 x 8 patches, 128 px."""
-        return cls(width=256, depth=6, heads=4, patch_size=8, image_size=128)
+        """A small model trainable on a CPU: width 256, 6 blocks, 4 heads of 64, 8 x 8 patches, 128 px.
+
+        Its scale offset is 4.3 instead of the reference's 2.3 so that an untrained model starts with
+        Gaussians of about one pixel (exp(-4.3) = 0.014 world units, 0.7 px at 128 px and radius 2.7);
+        with 2.3 they start at about 5 px, every Gaussian covers hundreds of pixels and the first training
+        steps need tens of GB in the portable renderer.
+        """
+        return cls(width=256, depth=6, heads=4, patch_size=8, image_size=128, scale_offset=4.3)
 
     @classmethod
     def tiny(cls) -> "GSLRMConfig":
