@@ -4,9 +4,14 @@
     python benchmarks/train_gslrm.py --preset tiny --steps 10
     python benchmarks/train_gslrm.py --resolution 64 --batch-size 1   # what fits a 23 GiB CPU box
 
-On a 2-core, 23 GiB CPU machine the default preset at 128 px (batch 2: 8 views x 65k Gaussians per sample)
-is killed for memory in the pure-torch renderer's backward; 64 px, batch 1 measured 5.3 s per step
-(0.19 samples/s, 2.6 GiB peak), 16 px tiny 0.06 s per step.
+Measured on the project's 2-core CPU: default preset at 128 px, batch 1: 3.5 s per step (0.28 samples/s,
+1.7 GiB peak RSS); 16 px tiny: 0.06 s per step. (Before the default preset's scale offset moved to 4.3,
+its untrained Gaussians covered hundreds of pixels each and 128 px, batch 2 ran out of memory.)
+
+On CUDA it also reports model FLOP utilisation: transformer FLOPs per sample (6 x matmul parameters x
+tokens for forward + backward, plus 12 x depth x tokens^2 x width for attention scores and values)
+times samples/s over ``--peak-tflops`` (default 989: H100/H200 dense bf16). Rendering and the loss are
+in the step time but not in the FLOP count, so this is the utilisation of the whole step.
 
 Method: the preset's config (batch size, resolution, views, model) with a fixed seed. Data: median
 seconds to render one sample (``SyntheticStream`` on the fly, 8 views at the preset resolution, one
@@ -31,7 +36,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import baseline_seconds, peak_rss_mib  # noqa: E402
 
-from facelift.models.gslrm import GSLRM  # noqa: E402
+from facelift.models.gslrm import GSLRM, GSLRMConfig  # noqa: E402
 from facelift.training.gslrm_trainer import GSLRM_PRESETS, _IndexedSamples, forward_loss  # noqa: E402
 from facelift.training.optim import build_adamw, clip_and_check, warmup_cosine  # noqa: E402
 
@@ -43,12 +48,16 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=None, help="override the preset's batch size")
     parser.add_argument("--resolution", type=int, default=None, help="override the preset's resolution")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--peak-tflops", type=float, default=989.0, help="accelerator peak for the MFU figure")
+    parser.add_argument("--model", default=None, choices=["default", "official", "tiny"], help="override the preset's model size")
     args = parser.parse_args()
     config = GSLRM_PRESETS[args.preset]
     if args.batch_size is not None:
         config = replace(config, batch_size=args.batch_size)
     if args.resolution is not None:
         config = replace(config, resolution=args.resolution)
+    if args.model is not None:
+        config = replace(config, model=getattr(GSLRMConfig, args.model)())
     device = torch.device(args.device)
     data = _IndexedSamples(config)
 
@@ -83,12 +92,19 @@ def main() -> None:
     step_times = [step() for _ in range(args.steps)]
     step_s, data_s = statistics.median(step_times), statistics.median(data_times[1:])
     b = config.batch_size
+    m = config.model
+    tokens = m.num_extra_tokens + config.input_views * (config.resolution // m.patch_size) ** 2
+    matmul_params = sum(p.numel() for n, p in model.named_parameters() if p.ndim == 2 and "position" not in n)
+    flops = 6 * matmul_params * tokens + 12 * m.depth * tokens**2 * m.width  # per sample, forward + backward
+    mfu = flops * (b / step_s) / (args.peak_tflops * 1e12)
     print(json.dumps({
         "preset": args.preset, "device": str(device), "threads": torch.get_num_threads(),
         "resolution": config.resolution, "views": config.views_per_sample, "input_views": config.input_views,
         "batch_size": b, "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
         "step_s_median": round(step_s, 4), "data_s_per_sample_median": round(data_s, 4),
         "step_samples_per_s": round(b / step_s, 3), "end_to_end_samples_per_s": round(b / (step_s + b * data_s), 3),
+        "model_tflop_per_sample": round(flops / 1e12, 4),
+        "mfu_vs_peak": round(mfu, 4) if device.type == "cuda" else None,
         "peak_rss_mib": round(peak_rss_mib()), "baseline_s": round(baseline_seconds(device), 4),
         "method": "median perf_counter over timed steps after 1 warm-up; data = on-the-fly SyntheticStream render per sample",
     }, indent=2))  # fmt: skip

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU checks (renderer parity and speed, synthetic-engine throughput), for a session lent the device machine (python3 there: torch 2.11 + CUDA,
+# GPU checks (renderer parity and speed, synthetic-engine throughput, GS-LRM training speed and MFU), for a session lent the device machine (python3 there: torch 2.11 + CUDA,
 # no gsplat/plyfile/tyro). Prepare once, here:
 #   echo /.whl/ >> .git/info/exclude
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
@@ -17,3 +17,5 @@ python3 -m pytest tests/rendering -q -m "gpu or not gpu" -p no:cacheprovider 2>&
 python3 benchmarks/render_parity.py --json "$OUT/render_parity.json" 2>&1 | tee "$OUT/render_parity.txt"
 python3 benchmarks/render.py --device cuda --json "$OUT/render_cuda.json" 2>&1 | tee "$OUT/render_cuda.txt"
 python3 benchmarks/synth.py --device cuda --subjects 64 --views 38 --res 256 --json "$OUT/synth_cuda.json" 2>&1 | tee "$OUT/synth_cuda.txt"
+python3 benchmarks/train_gslrm.py --device cuda --preset default --batch-size 16 --steps 10 2>&1 | tee "$OUT/train_default_cuda.txt"
+python3 benchmarks/train_gslrm.py --device cuda --preset default --model official --resolution 512 --batch-size 2 --steps 5 2>&1 | tee "$OUT/train_official_cuda.txt"
