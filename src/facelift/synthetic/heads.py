@@ -284,10 +284,10 @@ def _add_hair(b: PrimitiveBuilder, style: str, hc, radii, hair_kw: dict) -> None
     elif style == "bob":  # a fuller outer layer reaching the jaw at the sides and back
         b.add(Kind.SPHERE, centre=(hc[0], hc[1] + 0.05, hc[2] - 0.02), size=(rx * 1.16, ry * 1.1, rz * 1.08), mask=Mask.HAIRLINE, mask_params=(0.5, -0.62, -0.75, 0.02), **hair_kw)
     elif style == "ponytail":
-        b.add(Kind.SPHERE, centre=(0, ry + 0.08, hc[2] - 0.15), size=(0.09, 0.12, 0.35), rotation=(0.0, -0.35, 0.0), **hair_kw)
+        b.add(Kind.SPHERE, centre=(0, ry + 0.14, hc[2] - 0.22), size=(0.11, 0.14, 0.42), rotation=(0.0, -0.4, 0.0), **hair_kw)
         b.add(Kind.CYLINDER, centre=(0, ry + 0.02, hc[2] + 0.14), size=(0.05, 0.05, 0.03), rotation=(0.0, 1.2, 0.0), colour=(0.7, 0.1, 0.2))
     elif style == "bun":
-        b.add(Kind.SPHERE, centre=(0, ry * 0.6, hc[2] + rz * 0.85), size=(0.17, 0.15, 0.14), **hair_kw)
+        b.add(Kind.SPHERE, centre=(0, ry * 0.75, hc[2] + rz * 0.8), size=(0.21, 0.19, 0.18), **hair_kw)
 
 
 def head_scene(identity_id: int, variant_id: int, device: torch.device | str = "cpu") -> tuple[PrimitiveTable, dict]:
