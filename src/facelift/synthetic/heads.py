@@ -14,7 +14,16 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from facelift.synthetic.primitives import Kind, Mask, Op, Pattern, PrimitiveBuilder, PrimitiveTable, _rotation
+from facelift.synthetic.primitives import (
+    Kind,
+    Mask,
+    Op,
+    Pattern,
+    PrimitiveBuilder,
+    PrimitiveTable,
+    euler_rotation,
+    seeded_generator,
+)
 
 __all__ = [
     "HAIRSTYLES",
@@ -106,16 +115,9 @@ class HeadAppearance:
     """Head pose in degrees (each within about +-15)."""
 
 
-def _generator(*ids: int) -> torch.Generator:
-    seed = 0x5EED
-    for i in ids:
-        seed = (seed * 1_000_003 + int(i) + 0x9E3779B1) % (2**63 - 1)
-    return torch.Generator().manual_seed(seed)
-
-
 def sample_identity(identity_id: int) -> HeadIdentity:
     """Deterministic identity for an id (any non-negative integer)."""
-    g = _generator(identity_id, 1)
+    g = seeded_generator(identity_id, 1)
     u = torch.rand(16, generator=g).tolist()
     iris = int(torch.randint(len(_IRIS), (1,), generator=g))
     return HeadIdentity(*u, iris=iris)
@@ -123,7 +125,7 @@ def sample_identity(identity_id: int) -> HeadIdentity:
 
 def sample_appearance(identity_id: int, variant_id: int) -> HeadAppearance:
     """Deterministic appearance variant ``variant_id`` of an identity."""
-    g = _generator(identity_id, variant_id, 2)
+    g = seeded_generator(identity_id, variant_id, 2)
     r = lambda: float(torch.rand(1, generator=g))  # noqa: E731
     pick = lambda seq: seq[int(torch.randint(len(seq), (1,), generator=g))]  # noqa: E731
     hair = _HAIR[int(torch.randint(len(_HAIR), (1,), generator=g))] * (0.85 + 0.3 * r())
@@ -187,7 +189,7 @@ def build_head(identity: HeadIdentity, appearance: HeadAppearance) -> PrimitiveB
         b.add(Kind.CYLINDER, centre=(0, 0.06, -0.86), size=(neck_r * 1.12, neck_r * 1.1, 0.04), **cloth_kw)
 
     # --- head, posed about the top of the neck ---------------------------------------------------------
-    b.set_pose(_rotation(math.radians(app.yaw), math.radians(app.pitch), math.radians(app.roll)), pivot=(0.0, 0.05, -0.45))
+    b.set_pose(euler_rotation(math.radians(app.yaw), math.radians(app.pitch), math.radians(app.roll)), pivot=(0.0, 0.05, -0.45))
     rx = _lerp(0.47, 0.55, idn.cranium_width)
     ry = _lerp(0.56, 0.64, idn.cranium_depth)
     rz = _lerp(0.62, 0.72, idn.cranium_height)

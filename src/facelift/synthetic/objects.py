@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from facelift.cameras.conventions import quat_to_rotmat
-from facelift.synthetic.heads import _generator
+from facelift.synthetic.primitives import seeded_generator
 from facelift.synthetic.primitives import Kind, Op, Pattern, PrimitiveBuilder, PrimitiveTable
 
 __all__ = [
@@ -400,7 +400,7 @@ def sample_object(object_id: int) -> ObjectSpec:
         >>> 1 <= spec.num_shapes <= 9 and spec == sample_object(7)
         True
     """
-    s = _Sampler(_generator(object_id, 0x0B1EC7))
+    s = _Sampler(seeded_generator(object_id, 0x0B1EC7))
     n = s.choice(range(1, 10), weights=(0.06, 0.1, 0.12, 0.13, 0.13, 0.13, 0.12, 0.11, 0.1))
     parts = _sample_shapes(s, n)
     carved = s.chance(_CARVE_PROB) and any(p.role == "solid" for p in parts)

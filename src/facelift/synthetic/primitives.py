@@ -26,6 +26,8 @@ __all__ = [
     "Mask",
     "PrimitiveTable",
     "PrimitiveBuilder",
+    "euler_rotation",
+    "seeded_generator",
 ]
 
 
@@ -142,7 +144,7 @@ class PrimitiveTable:
         return PrimitiveTable(*out)
 
 
-def _rotation(yaw: float, pitch: float, roll: float) -> Tensor:
+def euler_rotation(yaw: float, pitch: float, roll: float) -> Tensor:
     """World rotation from yaw about z, then pitch about x, then roll about y (radians), float64."""
     cy, sy = torch.cos(torch.tensor(yaw, dtype=torch.float64)), torch.sin(torch.tensor(yaw, dtype=torch.float64))
     cp, sp = torch.cos(torch.tensor(pitch, dtype=torch.float64)), torch.sin(torch.tensor(pitch, dtype=torch.float64))
@@ -151,6 +153,14 @@ def _rotation(yaw: float, pitch: float, roll: float) -> Tensor:
     rx = torch.tensor([[1, 0, 0], [0, cp, -sp], [0, sp, cp]], dtype=torch.float64)
     ry = torch.tensor([[cr, 0, sr], [0, 1, 0], [-sr, 0, cr]], dtype=torch.float64)
     return rz @ rx @ ry
+
+
+def seeded_generator(*ids: int) -> torch.Generator:
+    """A CPU generator seeded deterministically from a tuple of integer ids (subjects, variants, roles)."""
+    seed = 0x5EED
+    for i in ids:
+        seed = (seed * 1_000_003 + int(i) + 0x9E3779B1) % (2**63 - 1)
+    return torch.Generator().manual_seed(seed)
 
 
 class PrimitiveBuilder:
@@ -206,7 +216,7 @@ class PrimitiveBuilder:
         elif rotation is None:
             rot = torch.eye(3, dtype=torch.float64)
         else:
-            rot = _rotation(*rotation)
+            rot = euler_rotation(*rotation)
         size_t = torch.tensor(size, dtype=torch.float64)
         if (size_t <= 0).any():
             raise ValueError(f"primitive size must be positive, got {tuple(size_t.tolist())}")
