@@ -8,15 +8,16 @@ backends agree to float32 rounding (see ``tests/rendering`` and ``benchmarks/ren
    (gsplat ``persp_proj``), and ``eps2d = 0.3`` px² as the low-pass filter.
 2. **Opacity-aware footprint**: the rectangle ``mean2d ± ceil(e sqrt(cov2d_ii))`` with
    ``e = min(3.33, sqrt(2 ln(255 o)))`` contains every pixel where ``alpha >= 1/255``.
-3. **Binning and depth sort**: Gaussians are depth-sorted per image; every (Gaussian, pixel) pair in a
-   footprint is generated in that order and pairs below ``alpha = 1/255`` are dropped. A stable sort of
-   the pairs by pixel then yields, for each pixel, its front-to-back list: the tile lists of the CUDA
-   rasteriser with a tile of one pixel, which avoids evaluating the empty part of every tile.
+3. **Binning and depth sort**: Gaussians are depth-sorted per image; for each, the pixels whose
+   centres lie inside its ``alpha >= 1/255`` ellipse are generated row by row, in that order. A stable
+   sort of these (Gaussian, pixel) pairs by pixel then yields, for each pixel, its front-to-back list:
+   the tile lists of the CUDA rasteriser with a tile of one pixel, which avoids evaluating the empty
+   part of every tile.
 4. **Front-to-back compositing with early termination**: ``alpha = min(0.999, o exp(-σ))``,
    ``T_i = Π_{j<i} (1 - alpha_j)``, a pixel stops before the Gaussian that would take ``T`` to
-   ``<= 1e-4``. Transmittances come from a segmented prefix sum of ``log(1 - alpha)`` in float64 (so a
-   running sum over millions of pairs keeps full precision), which makes the whole renderer a handful of
-   vectorised tensor ops that autograd differentiates with respect to every Gaussian parameter.
+   ``<= 1e-4``. Transmittances come from a segmented prefix sum of ``log(1 - alpha)`` in float64 (a
+   running sum over millions of pairs keeps full precision). Compositing has a hand-written backward
+   (:class:`_PairComposite`, the 3DGS gradients with suffix sums); projection and colours use autograd.
 
 Everything runs in the dtype of the inputs (float32 normally, float64 for gradient checks).
 """
