@@ -40,7 +40,7 @@ def evaluate(model: GSLRM, *, kind: str = "heads", split: str = "test", subjects
         mse = (pred - rgb).square().flatten(1).mean(1)
         psnr = -10 * torch.log10(mse.clamp_min(1e-10))
         s = ssim(pred, rgb, reduction="none")
-        rows.append({"subject": r.subject, "psnr_inputs": psnr[:6].mean().item(), "psnr_novel": psnr[6:].mean().item(),
+        rows.append({"subject": r.subject.name, "psnr_inputs": psnr[:6].mean().item(), "psnr_novel": psnr[6:].mean().item(),
                      "ssim_inputs": s[:6].mean().item(), "ssim_novel": s[6:].mean().item()})
     mean = {k: sum(row[k] for row in rows) / len(rows) for k in rows[0] if k != "subject"}
     return {"resolution": res, "subjects": subjects, "novel_views": novel, "kind": kind, "split": split, "mean": mean, "per_subject": rows}
