@@ -14,26 +14,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from facelift.cli.main import main
 from facelift.gaussians import load_ply
+
+from _cli_helpers import listing as _listing
+from _cli_helpers import run_cli as _run
 
 TINY = ["--resolution", "32", "--frames", "3", "--device", "cpu"]
 DEMO_TINY = [*TINY, "--num-gaussians", "2000"]
 ENTRYPOINT = [sys.executable, "-c", "from facelift.cli.main import entrypoint; entrypoint()"]
 RESULT_FILES = ["gaussians.ply", "gaussians.splat", "multiview.png", "summary.json", "turntable.mp4", "views"]
-
-
-def _run(argv: list[str]) -> int:
-    """Run the CLI in-process; the exit code whether it returns or raises SystemExit."""
-    try:
-        return main(argv)
-    except SystemExit as exit_:
-        return 0 if exit_.code is None else exit_.code if isinstance(exit_.code, int) else 1
-
-
-def _listing(folder: Path) -> list[str]:
-    """Everything under ``folder``, hidden entries included."""
-    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
 
 
 @pytest.fixture(scope="module")

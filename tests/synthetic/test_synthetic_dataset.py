@@ -14,7 +14,6 @@ from PIL import Image
 
 import facelift.synthetic.dataset as dataset
 from facelift.cameras import FACELIFT_VIEW_NAMES, facelift_views, orbit_cameras, read_opencv_cameras
-from facelift.cli.main import main
 from facelift.synthetic.dataset import (
     GENERATOR_VERSION,
     SubjectId,
@@ -30,6 +29,9 @@ from facelift.synthetic.dataset import (
 from facelift.synthetic.heads import HAIRSTYLES, build_head, sample_appearance, sample_identity
 from facelift.synthetic.render import Lighting, SynthSettings, render_scene
 
+from _cli_helpers import listing as _listing
+from _cli_helpers import run_cli as _run
+
 TINY = dict(resolution=32, num_random=2, supersample=1)
 CLI_TINY = ["--res", "32", "--num-random", "2", "--supersample", "1", "--workers", "1", "--no-progress"]
 
@@ -42,17 +44,6 @@ def head_render():
 @pytest.fixture(scope="module")
 def written(head_render, tmp_path_factory) -> Path:
     return write_subject(tmp_path_factory.mktemp("synth"), head_render)
-
-
-def _run(argv: list[str]) -> int:
-    try:
-        return main(argv)
-    except SystemExit as exit_:
-        return 0 if exit_.code is None else exit_.code if isinstance(exit_.code, int) else 1
-
-
-def _listing(folder: Path) -> list[str]:
-    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
 
 
 # ids and splits ------------------------------------------------------------------------------------------
