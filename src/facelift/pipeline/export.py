@@ -6,15 +6,11 @@ beside the target, which is renamed into place at the end.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import torch
 
@@ -22,11 +18,16 @@ from facelift.cameras.io import write_opencv_cameras
 from facelift.cameras.orbits import FACELIFT_VIEW_NAMES, facelift_views
 from facelift.gaussians.container import Gaussians
 from facelift.gaussians.io import save_ply, save_splat
-from facelift.rendering.media import image_grid, render_turntable, save_image, write_video
+from facelift.rendering.media import (
+    image_grid,
+    render_turntable,
+    save_image,
+    write_video,
+)
 from facelift.rendering.rasterize import Backend, rasterize
-from facelift.utils.io import atomic_write_text, default_mode
+from facelift.utils.io import atomic_write_text, check_output_dir, staged_output_dir
 
-__all__ = ["ExportSettings", "check_output_dir", "staged_output_dir", "export_gaussians"]
+__all__ = ["ExportSettings", "check_output_dir", "export_gaussians", "staged_output_dir"]
 
 logger = logging.getLogger(__name__)
 
@@ -50,102 +51,6 @@ class ExportSettings:
                 "ExportSettings needs resolution >= 1, turntable_frames >= 0, fps > 0 and ply_sh_degree >= 0, "
                 f"got {self.resolution}, {self.turntable_frames}, {self.fps} and {self.ply_sh_degree}"
             )
-
-
-def check_output_dir(path: str | os.PathLike, *, overwrite: bool = False) -> Path:
-    """Check that ``path`` can become a result folder, before any work is done; returns it made absolute.
-
-    Raises:
-        FileExistsError: ``path`` is a file, or a non-empty folder and ``overwrite`` is False.
-        FileExistsError / PermissionError: the nearest existing parent is a file or not writable
-            (missing parent folders are created when the output is written).
-        ValueError: ``path`` is the file-system root, or an existing folder holding the working folder.
-
-    Example:
-        >>> check_output_dir("/tmp/facelift-result").name  # doctest: +SKIP
-        'facelift-result'
-    """
-    # abspath (not resolve): "." and "a/.." become real names, and a symlinked target stays a symlink.
-    path = Path(os.path.abspath(path))
-    if not path.name:
-        raise ValueError(f"cannot use {path} as an output folder")
-    if path.exists() and not path.is_dir():
-        raise FileExistsError(f"output {path} exists and is not a folder")
-    if path.is_dir():
-        if not overwrite and any(path.iterdir()):
-            raise FileExistsError(f"output folder {path} is not empty (pass --overwrite to replace it)")
-        cwd = Path(os.path.abspath(os.getcwd()))
-        if cwd == path or path in cwd.parents:
-            raise ValueError(f"refusing to replace {path}: it holds the current working folder")
-    # Missing parent folders are created (like mkdir -p); the nearest existing one must be a writable folder.
-    parent = path.parent
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir():
-        raise FileExistsError(f"cannot create {path}: {parent} is not a folder")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise PermissionError(f"cannot create {path}: folder {parent} is not writable")
-    return path
-
-
-@contextlib.contextmanager
-def staged_output_dir(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator[Path]:
-    """Yield an empty staging folder that becomes ``path`` when the block succeeds.
-
-    The staging folder is a hidden sibling of ``path``; on any exception it is removed and ``path`` is left
-    as it was. With ``overwrite``, an existing folder is replaced only once the new one is complete.
-
-    Raises:
-        FileExistsError: when ``path`` is a file, or a non-empty folder and ``overwrite`` is False.
-        FileExistsError / PermissionError: when the nearest existing parent is a file or not writable.
-        Missing parent folders are created, and removed again if the block fails.
-        ValueError: when ``path`` is the file-system root, or an existing folder holding the working folder.
-
-    Example:
-        >>> with staged_output_dir("/tmp/facelift-result", overwrite=True) as tmp:  # doctest: +SKIP
-        ...     (tmp / "a.txt").write_text("done")
-    """
-    path = check_output_dir(path, overwrite=overwrite)
-    parent = path.parent
-    created = [p for p in (parent, *parent.parents) if not p.exists()]
-    parent.mkdir(parents=True, exist_ok=True)
-    try:
-        staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=parent))
-    except BaseException:
-        _remove_empty(created)
-        raise
-    try:
-        yield staging
-        os.chmod(staging, default_mode(directory=True))  # mkdtemp makes it 0700
-        if not path.exists():
-            os.replace(staging, path)
-            return
-        # Move the old folder aside first (a rename cannot replace a non-empty folder), and put it back if
-        # the new one cannot take its place.
-        old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=parent))
-        try:
-            os.replace(path, old / "previous")
-        except BaseException:
-            shutil.rmtree(old, ignore_errors=True)
-            raise
-        try:
-            os.replace(staging, path)
-        except BaseException:
-            os.replace(old / "previous", path)
-            shutil.rmtree(old, ignore_errors=True)
-            raise
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        _remove_empty(created)
-        raise
-
-
-def _remove_empty(folders: list[Path]) -> None:
-    """Remove folders this module created (deepest first) if they are still empty."""
-    for folder in folders:
-        with contextlib.suppress(OSError):
-            folder.rmdir()
 
 
 @torch.no_grad()

@@ -1,8 +1,22 @@
 """Training machinery: optimiser and schedule, losses, checkpoints, metric logging and the trainers."""
 
-from facelift.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from facelift.training.losses import ReconstructionLoss, VGGPerceptualLoss, reconstruction_loss, ssim
-from facelift.training.optim import StepGuard, build_adamw, clip_and_check, warmup_cosine
+from facelift.training.checkpoint import (
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
+from facelift.training.losses import (
+    ReconstructionLoss,
+    VGGPerceptualLoss,
+    reconstruction_loss,
+    ssim,
+)
+from facelift.training.optim import (
+    StepGuard,
+    build_adamw,
+    clip_and_check,
+    warmup_cosine,
+)
 
 __all__ = [
     "ReconstructionLoss", "StepGuard", "VGGPerceptualLoss", "build_adamw", "clip_and_check", "latest_checkpoint",

@@ -94,11 +94,10 @@ def save_checkpoint(
         "rng": rng_state(),
         "extra": dict(extra or {}),
     }
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            torch.save(payload, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        torch.save(payload, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
     return path
 
 

@@ -8,8 +8,8 @@ offline, so the default perceptual term here is the structural one, ``1 - SSIM``
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -181,7 +181,7 @@ class VGGPerceptualLoss(nn.Module):
         self.register_buffer("mean", torch.tensor(_IMAGENET_MEAN, device=device).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(_IMAGENET_STD, device=device).view(1, 3, 1, 1), persistent=False)
 
-    def train(self, mode: bool = True) -> "VGGPerceptualLoss":
+    def train(self, mode: bool = True) -> VGGPerceptualLoss:
         super().train(mode)
         self.features.eval()  # always frozen
         return self
