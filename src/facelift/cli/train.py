@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Annotated, Union
+from typing import Annotated
 
 import tyro
 
 from facelift.training.gslrm_trainer import GSLRM_PRESETS, GSLRMTrainConfig
+from facelift.training.mvdiff_trainer import MVDIFF_PRESETS, VAE_PRESETS
 
 # One subcommand per preset (default, objects-pretrain, heads-finetune, heads-only, tiny); every field of
 # the chosen preset can be overridden, e.g. ``facelift train gslrm heads-finetune --lr 5e-5``.
@@ -25,6 +26,34 @@ _GSLRMPreset = tyro.extras.subcommand_type_from_defaults(
 )
 
 
+_MVDiffPreset = tyro.extras.subcommand_type_from_defaults(
+    {name.replace("_", "-"): config for name, config in MVDIFF_PRESETS.items()},
+    descriptions={
+        "default": "synthetic heads at 128 px, default (CPU-sized) model, needs a trained VAE (facelift train vae)",
+        "no-input-recon": "ablation: generate only the five novel views",
+        "dense": "ablation: dense multi-view attention",
+        "tiny": "a toy run for smoke tests (32 px, tiny model, random VAE)",
+    },
+    prefix_names=False,
+)
+
+_VAEPreset = tyro.extras.subcommand_type_from_defaults(
+    {name.replace("_", "-"): config for name, config in VAE_PRESETS.items()},
+    descriptions={"default": "the default model's VAE on synthetic heads at 128 px", "tiny": "a toy run for smoke tests"},
+    prefix_names=False,
+)
+
+
+def _summary(result) -> int:
+    summary = {
+        "step": result.step, "final_loss": result.final_loss, "skipped_steps": result.skipped_steps,
+        "resumed_from": str(result.resumed_from) if result.resumed_from else None,
+        "pretrained": str(result.pretrained_dir) if result.pretrained_dir else None,
+    }  # fmt: skip
+    print(json.dumps(summary))
+    return 0
+
+
 @dataclass
 class TrainGSLRMCommand:
     """Train the GS-LRM reconstructor; resumes from OUT_DIR/checkpoints when present. Multi-process:
@@ -36,27 +65,42 @@ class TrainGSLRMCommand:
     def run(self) -> int:
         from facelift.training.gslrm_trainer import train
 
-        result = train(self.config)
-        summary = {
-            "step": result.step, "final_loss": result.final_loss, "skipped_steps": result.skipped_steps,
-            "resumed_from": str(result.resumed_from) if result.resumed_from else None,
-            "pretrained": str(result.pretrained_dir) if result.pretrained_dir else None,
-        }  # fmt: skip
-        print(json.dumps(summary))
-        return 0
+        return _summary(train(self.config))
+
+
+@dataclass
+class TrainMVDiffCommand:
+    """Train the multi-view diffusion model; resumes from OUT_DIR/checkpoints when present. Multi-process:
+    ``torchrun --nproc_per_node N -m facelift.cli.main train mvdiff ...``."""
+
+    config: Annotated[_MVDiffPreset, tyro.conf.arg(name="")] = MVDIFF_PRESETS["default"]  # type: ignore[valid-type]
+    """Preset to start from (``default`` when omitted); any field can then be overridden."""
+
+    def run(self) -> int:
+        from facelift.training.mvdiff_trainer import train_mvdiff
+
+        return _summary(train_mvdiff(self.config))
+
+
+@dataclass
+class TrainVAECommand:
+    """Train the diffusion model's autoencoder (run before ``train mvdiff``); resumes when possible."""
+
+    config: Annotated[_VAEPreset, tyro.conf.arg(name="")] = VAE_PRESETS["default"]  # type: ignore[valid-type]
+    """Preset to start from (``default`` when omitted)."""
+
+    def run(self) -> int:
+        from facelift.training.mvdiff_trainer import train_vae
+
+        return _summary(train_vae(self.config))
 
 
 @dataclass
 class TrainCommand:
-    """Train a model: ``gslrm`` (the Gaussian reconstructor)."""
+    """Train a model: ``gslrm`` (the Gaussian reconstructor), ``vae`` then ``mvdiff`` (multi-view diffusion)."""
 
     command: Annotated[
-        Union[
-            Annotated[TrainGSLRMCommand, tyro.conf.subcommand("gslrm")],
-            # A Union needs two members; tyro's own padding for a single subcommand (the diffusion
-            # trainer will be the second).
-            Annotated[None, tyro.conf.Suppress],
-        ],
+        Annotated[TrainGSLRMCommand, tyro.conf.subcommand("gslrm")] | Annotated[TrainVAECommand, tyro.conf.subcommand("vae")] | Annotated[TrainMVDiffCommand, tyro.conf.subcommand("mvdiff")],
         tyro.conf.arg(name=""),
     ]
 
@@ -64,4 +108,4 @@ class TrainCommand:
         return self.command.run()
 
 
-__all__ = ["GSLRMTrainConfig", "TrainCommand", "TrainGSLRMCommand"]
+__all__ = ["GSLRMTrainConfig", "TrainCommand", "TrainGSLRMCommand", "TrainMVDiffCommand", "TrainVAECommand"]

@@ -1,0 +1,480 @@
+"""Training of the multi-view diffusion model (``facelift train mvdiff``) and of its VAE (``facelift train vae``).
+
+Both run on :func:`facelift.training.loop.run_training` (DDP, resumable checkpoints, logs, previews) with
+the six FaceLift views of synthetic heads, rendered on the fly or read from ``facelift synth`` folders, on a
+random white, black or gray background per sample.
+
+Diffusion objective (the reference's): v-prediction, one timestep shared by a subject's views, Min-SNR
+weighting ``min(SNR, gamma) / (SNR + 1)``, condition dropout (5% image embedding, 5% input latent, 5% both),
+EMA of the weights (the final folder holds the EMA weights). The VAE is frozen during diffusion training;
+train it first with ``facelift train vae`` (L1 + (1 - SSIM) + a small KL term), which also measures the
+latent scaling factor (1 / std of the latents) and stores it in the VAE config.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from facelift.models.mvdiffusion.config import MVDiffusionConfig
+from facelift.training.ema import EMA
+from facelift.training.loop import (
+    IndexedSubjects,
+    StepOutput,
+    TrainResult,
+    run_training,
+    seeded_generator,
+)
+from facelift.training.losses import ssim
+
+__all__ = ["MVDIFF_PRESETS", "VAE_PRESETS", "MVDiffTrainConfig", "VAETrainConfig", "diffusion_loss", "train_mvdiff", "train_vae"]
+
+_NOISE_TAG = 3
+
+
+def _check_common(config: Any) -> None:
+    positive = ("batch_size", "total_steps", "log_every", "ckpt_every", "keep_checkpoints")
+    for name in positive:
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if not config.lr > 0 or config.warmup_steps < 0 or config.warmup_steps > config.total_steps:
+        raise ValueError(f"need lr > 0 and 0 <= warmup_steps <= total_steps, got {config.lr}, {config.warmup_steps}")
+    if config.image_every < 0 or config.workers < 0:
+        raise ValueError("image_every and workers must be >= 0")
+
+
+def _to_dict(config: Any) -> dict[str, Any]:
+    out = asdict(config)
+
+    def plain(v: Any) -> Any:
+        if isinstance(v, Path):
+            return str(v)
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        return v
+
+    return {k: plain(v) for k, v in out.items()}
+
+
+# ---- diffusion ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MVDiffTrainConfig:
+    """Training run of the multi-view diffusion model."""
+
+    preset: str = "default"
+    """Name of the preset this run started from (recorded in the logs)."""
+    model: MVDiffusionConfig = field(default_factory=MVDiffusionConfig.default)
+    """Architecture (``init_from`` weights must match it)."""
+    vae_from: Path | None = Path("runs/vae/default/final")
+    """A VAE folder written by ``facelift train vae`` (its ``final/``); None keeps the random VAE (tests only)."""
+    init_from: Path | None = None
+    """A ``MultiViewDiffusion.save_pretrained`` folder to start from (fresh optimiser)."""
+    data_root: Path | None = None
+    """A heads split folder written by ``facelift synth heads`` (``OUT/train``); None renders on the fly."""
+    batch_size: int = 4
+    """Subjects per step on each process (each gives its six views)."""
+    lr: float = 2e-4
+    """Peak learning rate (the reference fine-tunes at 1e-4)."""
+    weight_decay: float = 0.01
+    """AdamW weight decay on parameters with >= 2 dims."""
+    warmup_steps: int = 200
+    """Linear warmup steps."""
+    total_steps: int = 20000
+    """Optimiser steps of the whole run."""
+    min_lr_ratio: float = 0.1
+    """Final learning rate as a fraction of ``lr``."""
+    grad_clip: float = 1.0
+    """Clip the gradient norm to this."""
+    skip_factor: float = 20.0
+    """Skip a step whose gradient norm exceeds ``skip_factor * grad_clip`` (or whose loss is not finite)."""
+    snr_gamma: float = 5.0
+    """Min-SNR weighting gamma (0 disables the weighting)."""
+    drop_image: float = 0.05
+    """Probability of dropping only the image embedding."""
+    drop_latent: float = 0.05
+    """Probability of dropping only the input latent."""
+    drop_both: float = 0.05
+    """Probability of dropping both (what classifier-free guidance's unconditional branch sees)."""
+    ema_decay: float = 0.999
+    """EMA decay (0 disables the EMA; the final folder then holds the raw weights)."""
+    background: Literal["random", "white", "black", "gray"] = "random"
+    """Background of the training views (the reference: white, black or gray at random)."""
+    sample_steps: int = 20
+    """DPM-Solver++ steps of the preview samples."""
+    log_every: int = 10
+    """Write metrics every this many steps."""
+    image_every: int = 500
+    """Save a preview (targets vs. sampled views) every this many steps (0: never)."""
+    ckpt_every: int = 500
+    """Save a resumable checkpoint every this many steps (and at the end)."""
+    keep_checkpoints: int = 2
+    """Checkpoints kept in ``out_dir/checkpoints``."""
+    out_dir: Path = Path("runs/mvdiff/default")
+    """Run folder: checkpoints/, images/, log.jsonl, tensorboard/ and final/ (``save_pretrained``)."""
+    seed: int = 0
+    """Seeds the initial weights, data order, noise, timesteps and dropout."""
+    device: str = "auto"
+    """auto, cpu, cuda or cuda:N (under torchrun, CUDA ranks use cuda:LOCAL_RANK)."""
+    bf16: bool = True
+    """bf16 autocast of the UNet on CUDA (ignored on CPU)."""
+    workers: int = 0
+    """DataLoader worker processes rendering samples (0: in the training process)."""
+    tensorboard: bool = True
+    """Also log to TensorBoard when ``torch.utils.tensorboard`` is importable."""
+    progress: bool = True
+    """Show a progress bar (rank 0)."""
+
+    def __post_init__(self) -> None:
+        _check_common(self)
+        probs = (self.drop_image, self.drop_latent, self.drop_both)
+        if any(p < 0 for p in probs) or sum(probs) > 1:
+            raise ValueError(f"dropout probabilities must be >= 0 and sum to <= 1, got {probs}")
+        if not 0 <= self.ema_decay < 1 or self.snr_gamma < 0 or self.sample_steps < 1:
+            raise ValueError("need 0 <= ema_decay < 1, snr_gamma >= 0 and sample_steps >= 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        return _to_dict(self)
+
+
+def _mvdiff_presets() -> dict[str, MVDiffTrainConfig]:
+    base = MVDiffTrainConfig()
+    return {
+        "default": base,
+        # The ablations of the paper: no input-view reconstruction; dense or no multi-view attention.
+        "no_input_recon": replace(base, preset="no_input_recon", model=replace(base.model, reconstruct_input=False), out_dir=Path("runs/mvdiff/no_input_recon")),
+        "dense": replace(base, preset="dense", model=replace(base.model, attention="dense"), out_dir=Path("runs/mvdiff/dense")),
+        "tiny": replace(
+            base, preset="tiny", model=MVDiffusionConfig.tiny(), vae_from=None, batch_size=1, total_steps=20, warmup_steps=2,
+            log_every=1, image_every=10, ckpt_every=10, sample_steps=2, ema_decay=0.9, out_dir=Path("runs/mvdiff/tiny"),
+        ),
+    }  # fmt: skip
+
+
+MVDIFF_PRESETS: dict[str, MVDiffTrainConfig] = _mvdiff_presets()
+"""Named starting points: ``default``, ``no_input_recon``, ``dense`` and ``tiny``."""
+
+
+class _DiffusionSamples(IndexedSubjects):
+    """The six views of a head (random background) plus the global sample index (seeds its noise)."""
+
+    def __init__(self, resolution: int, data_root: Path | None, background: str, seed: int) -> None:
+        super().__init__("heads", data_root, mode="diffusion", resolution=resolution, background=background, seed=seed)
+
+    def __getitem__(self, k: int) -> dict[str, Any]:
+        item = super().__getitem__(k)
+        return {"images": item["images"], "index": torch.tensor(int(k))}
+
+
+def _build_diffusion(config: MVDiffTrainConfig, device: torch.device):
+    from diffusers import AutoencoderKL
+
+    from facelift.models.mvdiffusion.model import MultiViewDiffusion
+
+    if config.init_from is not None:
+        model = MultiViewDiffusion.from_pretrained(config.init_from)
+        if model.config != config.model:
+            raise ValueError(f"init_from {config.init_from} holds a different architecture than config.model")
+    else:
+        model = MultiViewDiffusion.from_config(config.model, seed=config.seed)
+        if config.vae_from is not None:
+            if not Path(config.vae_from).is_dir():
+                raise FileNotFoundError(f"VAE folder {config.vae_from} does not exist; train one first: facelift train vae")
+            vae = AutoencoderKL.from_pretrained(config.vae_from, local_files_only=True, low_cpu_mem_usage=False)
+            if tuple(vae.config.block_out_channels) != tuple(config.model.vae_channels) or vae.config.latent_channels != config.model.latent_channels:
+                raise ValueError(f"VAE {config.vae_from} does not match config.model (vae_channels, latent_channels)")
+            model.vae.load_state_dict(vae.state_dict())
+            model.vae.register_to_config(scaling_factor=float(vae.config.scaling_factor))
+    model.vae.requires_grad_(False).eval()
+    return model.to(device)
+
+
+def _drop_masks(u: Tensor, config: MVDiffTrainConfig) -> tuple[Tensor, Tensor]:
+    """``(keep_image, keep_latent)`` from uniforms ``u [B]``: [0, a) drops the image embedding, [a, a+b) the
+    latent, [a+b, a+b+c) both."""
+    a, b, c = config.drop_image, config.drop_latent, config.drop_both
+    drop_image = (u < a) | ((u >= a + b) & (u < a + b + c))
+    drop_latent = (u >= a) & (u < a + b + c)
+    return (~drop_image).float(), (~drop_latent).float()
+
+
+def _alphas_cumprod(scheduler_config: dict[str, Any]) -> Tensor:
+    """The training noise schedule's cumulative alphas ``[T]`` (float32)."""
+    from diffusers import DDPMScheduler
+
+    return DDPMScheduler.from_config(scheduler_config).alphas_cumprod.float()
+
+
+def diffusion_loss(
+    net: nn.Module,
+    model,
+    images: Tensor,
+    index: Tensor,
+    config: MVDiffTrainConfig,
+    *,
+    autocast: contextlib.AbstractContextManager | None = None,
+) -> tuple[Tensor, dict[str, float]]:
+    """Min-SNR-weighted v-prediction loss of a batch of subjects.
+
+    Args:
+        net: the model or its DDP wrapper (called for the denoiser forward).
+        model: the unwrapped :class:`MultiViewDiffusion` (VAE, scheduler constants).
+        images: ``[B, 6, 3, H, W]`` the six views in [0, 1]; view 0 is the condition.
+        index: ``[B]`` global sample indices; each seeds its subject's timestep, noise and dropout.
+        config: the run.
+        autocast: context for the UNet (bf16 on CUDA).
+
+    Returns:
+        ``(loss, logs)``.
+    """
+    device = images.device
+    b = images.shape[0]
+    targets = images[:, list(model.generated_views)]  # [B, V, 3, H, W]
+    v = targets.shape[1]
+    with torch.no_grad():
+        latents = model.encode_latents(targets.flatten(0, 1)).float()
+        latents = latents.view(b, v, *latents.shape[1:])  # [B, V, C, h, w]
+        cond_latents = model.encode_latents(images[:, 0]).float()  # [B, C, h, w]
+    gens = [seeded_generator(config.seed, _NOISE_TAG, int(k)) for k in index.tolist()]
+    t = torch.stack([torch.randint(0, 1000, (1,), generator=g) for g in gens]).view(b).to(device)
+    u = torch.stack([torch.rand(1, generator=g) for g in gens]).view(b).to(device)
+    noise = torch.stack([torch.randn(tuple(latents.shape[1:]), generator=g) for g in gens]).to(device)
+    keep_image, keep_latent = _drop_masks(u, config)
+    alphas = _alphas_cumprod(model.scheduler_config).to(device)[t]  # [B]
+    a = alphas.sqrt().view(b, 1, 1, 1, 1)
+    s = (1 - alphas).sqrt().view(b, 1, 1, 1, 1)
+    noisy = a * latents + s * noise
+    target = a * noise - s * latents  # v
+    with autocast if autocast is not None else contextlib.nullcontext():
+        pred = net(noisy, t, cond_latents, cond_images=images[:, 0], keep_image=keep_image, keep_latent=keep_latent)
+    per_subject = (pred.float() - target).pow(2).flatten(1).mean(1)  # [B]
+    snr = alphas / (1 - alphas)
+    weight = torch.clamp(snr, max=config.snr_gamma) / (snr + 1) if config.snr_gamma > 0 else torch.ones_like(snr)
+    loss = (weight * per_subject).mean()
+    return loss, {"mse_v": float(per_subject.mean()), "t_mean": float(t.float().mean())}
+
+
+class _DiffusionTask:
+    """The diffusion model as a :class:`facelift.training.loop.TrainTask`."""
+
+    def __init__(self, config: MVDiffTrainConfig, device: torch.device) -> None:
+        self.config, self.device = config, device
+        self.model = _build_diffusion(config, device)
+        self.ema = EMA(self.model, config.ema_decay) if config.ema_decay > 0 else None
+
+    def forward(self, net: nn.Module, batch: dict[str, Any], autocast: contextlib.AbstractContextManager) -> StepOutput:
+        self.model.vae.eval()  # frozen (the loop puts the whole model in train mode)
+        images = batch["images"].to(self.device, non_blocking=True)  # [B, 6, 3, H, W]
+        loss, logs = diffusion_loss(net, self.model, images, batch["index"], self.config, autocast=autocast)
+        return StepOutput(loss, logs, batch_size=images.shape[0], preview=lambda: self._preview(images[:1]))
+
+    def _preview(self, images: Tensor) -> np.ndarray:
+        from facelift.rendering.media import image_grid
+
+        model = self.model
+        was_training = model.training
+        model.eval()
+        try:
+            with self.ema.applied() if self.ema is not None else contextlib.nullcontext():
+                out = model.sample(images[:, 0], num_inference_steps=self.config.sample_steps, solver="dpmsolver++", generator=torch.Generator().manual_seed(0))
+        finally:
+            model.train(was_training)
+        targets = images[0, list(model.generated_views)]
+        return image_grid(torch.cat([targets, out.images[0]]).float().cpu(), rows=2, pad=1)
+
+    def after_step(self, step: int) -> None:
+        if self.ema is not None:
+            self.ema.update()
+
+    def extra_state(self) -> dict[str, Any]:
+        return {"ema": self.ema.state_dict()} if self.ema is not None else {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        if self.ema is not None and "ema" in state:
+            self.ema.load_state_dict(state["ema"])
+
+    def save_final(self, directory: Path) -> None:
+        with self.ema.applied() if self.ema is not None else contextlib.nullcontext():
+            self.model.save_pretrained(directory)
+
+
+def train_mvdiff(config: MVDiffTrainConfig, *, stop_after: int | None = None) -> TrainResult:
+    """Train (or resume) the multi-view diffusion model; writes ``out_dir/final`` (EMA weights) at the end.
+
+    Example:
+        >>> train_mvdiff(replace(MVDIFF_PRESETS["tiny"], out_dir=Path("runs/tiny")))  # doctest: +SKIP
+    """
+    dataset = _DiffusionSamples(config.model.image_size, config.data_root, config.background, config.seed)
+    return run_training(config, lambda device: _DiffusionTask(config, device), dataset, name="mvdiff", stop_after=stop_after)
+
+
+# ---- VAE ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VAETrainConfig:
+    """Training run of the diffusion model's autoencoder."""
+
+    preset: str = "default"
+    """Name of the preset this run started from."""
+    model: MVDiffusionConfig = field(default_factory=MVDiffusionConfig.default)
+    """Its ``vae_*``, ``latent_channels``, ``norm_num_groups`` and ``image_size`` fields size the VAE."""
+    data_root: Path | None = None
+    """A heads split folder written by ``facelift synth heads``; None renders on the fly."""
+    batch_size: int = 2
+    """Subjects per step (each gives its six views)."""
+    lr: float = 4e-4
+    """Peak learning rate."""
+    weight_decay: float = 0.0
+    """AdamW weight decay on parameters with >= 2 dims."""
+    warmup_steps: int = 100
+    """Linear warmup steps."""
+    total_steps: int = 4000
+    """Optimiser steps."""
+    min_lr_ratio: float = 0.1
+    """Final learning rate as a fraction of ``lr``."""
+    grad_clip: float = 1.0
+    """Clip the gradient norm to this."""
+    skip_factor: float = 20.0
+    """Skip a step whose gradient norm exceeds ``skip_factor * grad_clip``."""
+    ssim_weight: float = 0.2
+    """Weight of ``1 - SSIM`` beside the L1 term."""
+    kl_weight: float = 1e-6
+    """Weight of the KL term (small: the latent only needs to stay bounded, as in Stable Diffusion's VAE)."""
+    scale_batches: int = 8
+    """Batches used at the end to measure the latent scaling factor."""
+    background: Literal["random", "white", "black", "gray"] = "random"
+    """Background of the training views."""
+    log_every: int = 10
+    """Write metrics every this many steps."""
+    image_every: int = 500
+    """Save an input/reconstruction preview every this many steps (0: never)."""
+    ckpt_every: int = 500
+    """Save a resumable checkpoint every this many steps."""
+    keep_checkpoints: int = 2
+    """Checkpoints kept."""
+    out_dir: Path = Path("runs/vae/default")
+    """Run folder; ``final/`` is a diffusers ``AutoencoderKL`` folder."""
+    seed: int = 0
+    """Seeds the weights and the data order."""
+    device: str = "auto"
+    """auto, cpu, cuda or cuda:N."""
+    bf16: bool = False
+    """bf16 autocast on CUDA (off by default: the decoder's last layers are precision-sensitive)."""
+    workers: int = 0
+    """DataLoader worker processes."""
+    tensorboard: bool = True
+    """Also log to TensorBoard when available."""
+    progress: bool = True
+    """Show a progress bar."""
+
+    def __post_init__(self) -> None:
+        _check_common(self)
+        if self.ssim_weight < 0 or self.kl_weight < 0 or self.scale_batches < 1:
+            raise ValueError("need ssim_weight >= 0, kl_weight >= 0 and scale_batches >= 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        return _to_dict(self)
+
+
+def _vae_presets() -> dict[str, VAETrainConfig]:
+    base = VAETrainConfig()
+    return {
+        "default": base,
+        "tiny": replace(
+            base, preset="tiny", model=MVDiffusionConfig.tiny(), batch_size=1, total_steps=20, warmup_steps=2, log_every=1,
+            image_every=10, ckpt_every=10, scale_batches=1, out_dir=Path("runs/vae/tiny"),
+        ),
+    }  # fmt: skip
+
+
+VAE_PRESETS: dict[str, VAETrainConfig] = _vae_presets()
+"""Named starting points: ``default`` and ``tiny``."""
+
+
+class _AutoencoderWithLoss(nn.Module):
+    """``AutoencoderKL`` whose forward returns the reconstruction and the KL term (for DDP)."""
+
+    def __init__(self, vae) -> None:
+        super().__init__()
+        self.vae = vae
+
+    def forward(self, x: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        posterior = self.vae.encode(x).latent_dist
+        z = posterior.sample(generator=generator)
+        return self.vae.decode(z).sample, posterior.kl().mean()
+
+
+class _VAETask:
+    def __init__(self, config: VAETrainConfig, device: torch.device) -> None:
+        from diffusers import AutoencoderKL
+
+        self.config, self.device = config, device
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed)
+            self.model = _AutoencoderWithLoss(AutoencoderKL(**config.model.vae_kwargs())).to(device)
+        self.dataset = _DiffusionSamples(config.model.image_size, config.data_root, config.background, config.seed)
+
+    def forward(self, net: nn.Module, batch: dict[str, Any], autocast: contextlib.AbstractContextManager) -> StepOutput:
+        images = batch["images"].to(self.device).flatten(0, 1)  # [B 6, 3, H, W]
+        x = images * 2 - 1
+        with autocast:
+            recon, kl = net(x)
+        recon = recon.float()
+        l1 = (recon - x).abs().mean()
+        structure = 1 - ssim((recon + 1) / 2, images).mean()
+        loss = l1 + self.config.ssim_weight * structure + self.config.kl_weight * kl.float()
+        logs = {"l1": float(l1.detach()), "ssim": float(1 - structure.detach()), "kl": float(kl.detach())}
+
+        def preview() -> np.ndarray:
+            from facelift.rendering.media import image_grid
+
+            shown = torch.cat([images[:6], ((recon[:6] + 1) / 2).clamp(0, 1)]).detach().float().cpu()
+            return image_grid(shown, rows=2, pad=1)
+
+        return StepOutput(loss, logs, batch_size=batch["images"].shape[0], preview=preview)
+
+    def after_step(self, step: int) -> None:
+        pass
+
+    def extra_state(self) -> dict[str, Any]:
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        pass
+
+    @torch.no_grad()
+    def save_final(self, directory: Path) -> None:
+        """Measure the latent scaling factor (1 / std of ``latent_dist.mode()``) and write the VAE folder."""
+        from facelift.utils.io import staged_output_dir
+
+        vae = self.model.vae.eval()
+        latents = []
+        for i in range(self.config.scale_batches):
+            # Indices far past training (a deterministic held-out-like draw of subjects and backgrounds).
+            images = self.dataset[10**9 + i]["images"].to(self.device)
+            latents.append(vae.encode(images * 2 - 1).latent_dist.mode().float().flatten())
+        std = float(torch.cat(latents).std())
+        vae.register_to_config(scaling_factor=1.0 / max(std, 1e-6))
+        with staged_output_dir(directory, overwrite=True) as tmp:
+            vae.save_pretrained(tmp, safe_serialization=True)
+
+
+def train_vae(config: VAETrainConfig, *, stop_after: int | None = None) -> TrainResult:
+    """Train (or resume) the autoencoder; ``out_dir/final`` is an ``AutoencoderKL`` folder with its scaling factor.
+
+    Example:
+        >>> train_vae(replace(VAE_PRESETS["tiny"], out_dir=Path("runs/vae-tiny")))  # doctest: +SKIP
+    """
+    dataset = _DiffusionSamples(config.model.image_size, config.data_root, config.background, config.seed)
+    return run_training(config, lambda device: _VAETask(config, device), dataset, name="vae", stop_after=stop_after)

@@ -1,0 +1,144 @@
+"""Diffusion and VAE trainers: short runs, bit-exact resume, condition dropout, Min-SNR weights and the CLI."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("diffusers")
+
+from facelift.cli.main import main
+from facelift.models.mvdiffusion import MultiViewDiffusion
+from facelift.training.checkpoint import latest_checkpoint
+from facelift.training.mvdiff_trainer import (
+    MVDIFF_PRESETS,
+    VAE_PRESETS,
+    MVDiffTrainConfig,
+    _drop_masks,
+    train_mvdiff,
+    train_vae,
+)
+
+_QUIET = {"device": "cpu", "progress": False, "tensorboard": False}
+
+
+def _mvdiff(out_dir: Path, **overrides) -> MVDiffTrainConfig:
+    base = replace(MVDIFF_PRESETS["tiny"], out_dir=out_dir, total_steps=4, warmup_steps=1, ckpt_every=2, image_every=2, **_QUIET)
+    return replace(base, **overrides)
+
+
+@pytest.fixture(scope="module")
+def tiny_vae(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("vae")
+    result = train_vae(replace(VAE_PRESETS["tiny"], out_dir=out, total_steps=2, warmup_steps=1, image_every=1, **_QUIET))
+    assert result.step == 2 and result.pretrained_dir == out / "final"
+    return result.pretrained_dir
+
+
+def test_vae_run_writes_a_loadable_vae_with_a_measured_scaling_factor(tiny_vae):
+    from diffusers import AutoencoderKL
+
+    vae = AutoencoderKL.from_pretrained(tiny_vae, local_files_only=True)
+    assert tuple(vae.config.block_out_channels) == (16, 16)
+    assert vae.config.scaling_factor != 1.0 and 0 < vae.config.scaling_factor < 1e3
+    run = tiny_vae.parent
+    records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "l1" in r] == [1, 2]
+    assert (run / "images" / "step_00000001.png").is_file()
+
+
+def test_diffusion_run_uses_the_vae_and_saves_ema_weights(tmp_path, tiny_vae):
+    from diffusers import AutoencoderKL
+
+    result = train_mvdiff(_mvdiff(tmp_path, total_steps=3, vae_from=tiny_vae))
+    assert result.step == 3 and result.skipped_steps == 0 and 0 < result.final_loss < 10
+    assert latest_checkpoint(tmp_path / "checkpoints").name == "step_00000003.pt"
+    assert sorted(p.name for p in (tmp_path / "images").glob("*.png")) == ["step_00000001.png", "step_00000002.png"]
+    model = MultiViewDiffusion.from_pretrained(result.pretrained_dir)
+    vae = AutoencoderKL.from_pretrained(tiny_vae, local_files_only=True)
+    assert model.vae.config.scaling_factor == vae.config.scaling_factor
+    assert all(torch.equal(a, b) for a, b in zip(model.vae.state_dict().values(), vae.state_dict().values()))
+    # The final folder holds the EMA weights, not the last raw weights.
+    payload = torch.load(latest_checkpoint(tmp_path / "checkpoints"), weights_only=False)
+    raw = payload["model"]["unet.conv_in.weight"]
+    ema = payload["extra"]["task"]["ema"]["shadow"]["unet.conv_in.weight"]
+    assert not torch.equal(raw, ema)
+    torch.testing.assert_close(model.unet.conv_in.weight, ema)
+
+
+def test_missing_vae_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="train vae"):
+        train_mvdiff(_mvdiff(tmp_path, vae_from=tmp_path / "nope"))
+
+
+def test_kill_and_resume_is_bit_exact(tmp_path):
+    straight = train_mvdiff(_mvdiff(tmp_path / "straight"))
+    stopped = train_mvdiff(_mvdiff(tmp_path / "resumed"), stop_after=2)
+    assert stopped.step == 2 and stopped.pretrained_dir is None
+    resumed = train_mvdiff(_mvdiff(tmp_path / "resumed"))
+    assert resumed.step == 4 and resumed.resumed_from.name == "step_00000002.pt"
+    a = MultiViewDiffusion.from_pretrained(straight.pretrained_dir).state_dict()
+    b = MultiViewDiffusion.from_pretrained(resumed.pretrained_dir).state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert resumed.final_loss == straight.final_loss
+
+
+def test_condition_dropout_masks_follow_the_reference_split():
+    config = MVDIFF_PRESETS["default"]
+    u = torch.tensor([0.01, 0.07, 0.12, 0.5, 0.0499, 0.0999, 0.1499, 0.15])
+    keep_image, keep_latent = _drop_masks(u, config)
+    # [0, .05): image only; [.05, .10): latent only; [.10, .15): both; above: neither.
+    assert keep_image.tolist() == [0, 1, 0, 1, 0, 1, 0, 1]
+    assert keep_latent.tolist() == [1, 0, 0, 1, 1, 0, 0, 1]
+    draws = torch.rand(200_000, generator=torch.Generator().manual_seed(0))
+    ki, kl = _drop_masks(draws, config)
+    assert abs(float((1 - ki).mean()) - 0.10) < 0.005 and abs(float((1 - kl).mean()) - 0.10) < 0.005
+    assert abs(float(((1 - ki) * (1 - kl)).mean()) - 0.05) < 0.005
+
+
+def test_min_snr_weight_in_the_loss(monkeypatch):
+    # With the model predicting zeros, the per-subject loss is mean(v^2) and its weight min(SNR, 5)/(SNR+1).
+    import facelift.training.mvdiff_trainer as trainer
+
+    config = replace(MVDIFF_PRESETS["tiny"], drop_image=0.0, drop_latent=0.0, drop_both=0.0)
+    model = MultiViewDiffusion.from_config(config.model).eval()
+
+    def zeros(sample, timestep, cond_latents, **kwargs):
+        return torch.zeros_like(sample)
+
+    images = torch.rand(2, 6, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    index = torch.tensor([3, 4])
+    loss, logs = trainer.diffusion_loss(zeros, model, images, index, config)
+    alphas = trainer._alphas_cumprod(model.scheduler_config)
+    t_mean = logs["t_mean"]
+    assert 0 <= t_mean < 1000
+    unweighted, _ = trainer.diffusion_loss(zeros, model, images, index, replace(config, snr_gamma=0.0))
+    # Same draws (seeded by the sample index), different weights: the ratio lies within the weights' range.
+    snr = alphas / (1 - alphas)
+    w = torch.clamp(snr, max=5) / (snr + 1)
+    ratio = float(loss / unweighted)
+    assert float(w.min()) - 1e-6 <= ratio <= float(w.max()) + 1e-6
+    again, _ = trainer.diffusion_loss(zeros, model, images, index, config)
+    assert float(again) == float(loss)
+
+
+def test_cli_lists_presets_and_runs_tiny(tmp_path, capsys):
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf), pytest.raises(SystemExit) as exit_:
+        main(["train", "mvdiff", "--help"])
+    assert exit_.value.code == 0
+    for preset in ("default", "no-input-recon", "dense", "tiny"):
+        assert preset in buf.getvalue()
+    code = main([
+        "train", "mvdiff", "tiny", "--out-dir", str(tmp_path), "--total-steps", "1", "--warmup-steps", "0", "--device", "cpu",
+        "--no-progress", "--no-tensorboard", "--image-every", "0",
+    ])  # fmt: skip
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["step"] == 1 and (Path(summary["pretrained"]) / "facelift_mvdiffusion.json").is_file()
