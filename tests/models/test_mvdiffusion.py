@@ -246,3 +246,15 @@ def test_config_validation_and_json_round_trip():
         replace(config, attention="full")
     with pytest.raises(ValueError, match="unknown"):
         MVDiffusionConfig.from_dict({"widths": 3})
+
+
+@pytest.mark.gpu
+def test_cuda_sampling_matches_cpu():
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    model = MultiViewDiffusion.from_config(TINY, seed=0).eval()
+    image = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    kwargs = {"num_inference_steps": 3, "generator": None}
+    cpu = model.sample(image, **{**kwargs, "generator": torch.Generator().manual_seed(0)}).images
+    gpu = model.to("cuda").sample(image, **{**kwargs, "generator": torch.Generator().manual_seed(0)}).images.cpu()
+    torch.testing.assert_close(gpu, cpu, rtol=0, atol=2e-3)

@@ -261,7 +261,7 @@ def diffusion_loss(
     snr = alphas / (1 - alphas)
     weight = torch.clamp(snr, max=config.snr_gamma) / (snr + 1) if config.snr_gamma > 0 else torch.ones_like(snr)
     loss = (weight * per_subject).mean()
-    return loss, {"mse_v": float(per_subject.mean()), "t_mean": float(t.float().mean())}
+    return loss, {"mse_v": float(per_subject.detach().mean()), "t_mean": float(t.float().mean())}
 
 
 class _DiffusionTask:

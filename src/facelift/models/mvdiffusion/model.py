@@ -180,7 +180,8 @@ class MultiViewDiffusion(nn.Module):
                 channels=tuple(config.image_encoder_channels), embed_dim=config.image_embed_dim, image_size=config.image_size,
                 norm_num_groups=config.norm_num_groups,
             )  # fmt: skip
-            views = torch.randn(len(config.view_names), config.view_tokens, config.cross_attention_dim) * 0.02
+            # Unit-variance contexts (like CLIP text embeddings): distinct views are told apart from the start.
+            views = torch.randn(len(config.view_names), config.view_tokens, config.cross_attention_dim)
         return cls(
             unet, vae, encoder, views, view_names=config.view_names, image_size=config.image_size,
             reconstruct_input=config.reconstruct_input, attention=config.attention, learn_view_embeddings=True, config=config,
