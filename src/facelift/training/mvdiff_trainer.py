@@ -38,6 +38,13 @@ __all__ = ["MVDIFF_PRESETS", "VAE_PRESETS", "MVDiffTrainConfig", "VAETrainConfig
 _NOISE_TAG = 3
 
 
+def _require_diffusers() -> None:
+    try:
+        import diffusers  # noqa: F401
+    except ImportError as err:
+        raise ImportError(f"multi-view diffusion needs diffusers ({err}): pip install diffusers") from err
+
+
 def _check_common(config: Any) -> None:
     positive = ("batch_size", "total_steps", "log_every", "ckpt_every", "keep_checkpoints")
     for name in positive:
@@ -314,6 +321,7 @@ def train_mvdiff(config: MVDiffTrainConfig, *, stop_after: int | None = None) ->
     Example:
         >>> train_mvdiff(replace(MVDIFF_PRESETS["tiny"], out_dir=Path("runs/tiny")))  # doctest: +SKIP
     """
+    _require_diffusers()
     dataset = _DiffusionSamples(config.model.image_size, config.data_root, config.background, config.seed)
     return run_training(config, lambda device: _DiffusionTask(config, device), dataset, name="mvdiff", stop_after=stop_after)
 
@@ -476,5 +484,6 @@ def train_vae(config: VAETrainConfig, *, stop_after: int | None = None) -> Train
     Example:
         >>> train_vae(replace(VAE_PRESETS["tiny"], out_dir=Path("runs/vae-tiny")))  # doctest: +SKIP
     """
+    _require_diffusers()
     dataset = _DiffusionSamples(config.model.image_size, config.data_root, config.background, config.seed)
     return run_training(config, lambda device: _VAETask(config, device), dataset, name="vae", stop_after=stop_after)
