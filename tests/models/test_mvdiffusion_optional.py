@@ -26,6 +26,6 @@ try:
 except ImportError as err:
     print("lazy:", err)
 """
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "lazy: blocked diffusers" in out.stdout

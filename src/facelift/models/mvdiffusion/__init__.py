@@ -18,7 +18,7 @@ _EXPORTS = {
     "make_scheduler": "model",
 }  # fmt: skip
 
-__all__ = sorted(_EXPORTS)
+__all__ = list(_EXPORTS)  # noqa: PLE0605 (the lazily resolved names)
 
 
 def __getattr__(name: str) -> Any:
