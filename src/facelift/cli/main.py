@@ -7,12 +7,14 @@ import sys
 import tyro
 
 from facelift.cli.common import run_command
+from facelift.cli.reconstruct import ReconstructCommand
 from facelift.cli.render import DemoCommand, RenderCommand
 from facelift.cli.synth import SynthCommand
 from facelift.cli.train import TrainCommand
 
 COMMANDS = {
     "demo": DemoCommand,
+    "reconstruct": ReconstructCommand,
     "render": RenderCommand,
     "synth": SynthCommand,
     "train": TrainCommand,

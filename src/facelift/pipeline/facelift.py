@@ -1,0 +1,286 @@
+"""The end-to-end pipeline: photo -> preprocessed input -> six views (diffusion) -> Gaussians (GS-LRM).
+
+Weights are named by a spec string (:func:`resolve_weights`):
+
+- ``default``: the weights bundled with facelift (``facelift/weights/default``);
+- a folder written by :meth:`FaceLiftPipeline.save_pretrained` (``facelift_pipeline.json``, ``mvdiffusion/``,
+  ``gslrm/``);
+- ``official:GSLRM_CKPT,DIFFUSION_FOLDER``: the authors' released GS-LRM checkpoint (``ckpt_*.pt``) and
+  diffusers folder (``pipeckpts/``).
+
+Each stage can be used alone: :meth:`FaceLiftPipeline.generate_views`, :meth:`FaceLiftPipeline.reconstruct`
+(from any posed images, e.g. the user's own multi-view captures) and :meth:`FaceLiftPipeline.render`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from jaxtyping import Float
+from torch import Tensor
+
+from facelift.cameras.cameras import Cameras
+from facelift.cameras.orbits import FACELIFT_VIEW_NAMES, facelift_views
+from facelift.gaussians.container import Gaussians
+from facelift.gaussians.ops import reference_prune
+from facelift.models.gslrm.model import GSLRM
+from facelift.preprocess.face import Preprocessed, PreprocessSettings, preprocess
+from facelift.preprocess.image import to_image
+from facelift.rendering.rasterize import rasterize
+from facelift.utils.io import atomic_write_text, staged_output_dir
+
+__all__ = ["DEFAULT_WEIGHTS", "FaceLiftPipeline", "FaceLiftResult", "WeightsSpec", "resolve_weights"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "default"
+"""Where the bundled default weights live inside the package."""
+PIPELINE_FORMAT = "facelift.pipeline/1"
+_META = "facelift_pipeline.json"
+
+
+@dataclass(frozen=True)
+class WeightsSpec:
+    """Where the two models' weights come from."""
+
+    kind: str
+    """``facelift`` (a pipeline folder) or ``official`` (the authors' files)."""
+    folder: Path | None = None
+    """The pipeline folder (``facelift``)."""
+    gslrm_checkpoint: Path | None = None
+    """The authors' ``ckpt_*.pt`` (``official``)."""
+    diffusion_folder: Path | None = None
+    """The authors' diffusers folder (``official``)."""
+
+
+def resolve_weights(spec: str | os.PathLike = "default") -> WeightsSpec:
+    """Parse a weights spec (see the module docstring) and check that its files exist.
+
+    Raises:
+        FileNotFoundError: the named files or folders are missing (the message says what to pass instead).
+        ValueError: a malformed ``official:`` spec.
+
+    Example:
+        >>> resolve_weights("official:ckpt.pt,pipeckpts")  # doctest: +SKIP
+    """
+    text = str(spec)
+    if text.startswith("official:"):
+        parts = [p.strip() for p in text[len("official:") :].split(",")]
+        if len(parts) != 2 or not all(parts):
+            raise ValueError(f"official weights are given as official:GSLRM_CKPT,DIFFUSION_FOLDER, got {text!r}")
+        ckpt, folder = Path(parts[0]).expanduser(), Path(parts[1]).expanduser()
+        if not ckpt.is_file():
+            raise FileNotFoundError(f"GS-LRM checkpoint {ckpt} not found")
+        if not (folder / "model_index.json").is_file():
+            raise FileNotFoundError(f"{folder} is not the authors' diffusion folder (no model_index.json)")
+        return WeightsSpec("official", gslrm_checkpoint=ckpt, diffusion_folder=folder)
+    folder = DEFAULT_WEIGHTS if text == "default" else Path(text).expanduser()
+    if not (folder / _META).is_file():
+        if text == "default":
+            raise FileNotFoundError(
+                f"no default weights are bundled at {folder} in this version; pass --weights PATH (a folder from "
+                "FaceLiftPipeline.save_pretrained) or --weights official:GSLRM_CKPT,DIFFUSION_FOLDER"
+            )
+        raise FileNotFoundError(f"{folder} is not a facelift weights folder (no {_META})")
+    return WeightsSpec("facelift", folder=folder)
+
+
+@dataclass
+class FaceLiftResult:
+    """Everything one photo produced."""
+
+    input: Preprocessed
+    """The preprocessed input view (``input.image [3, S, S]`` on white) and what was found in the photo."""
+    views: Float[Tensor, "V 3 H W"]
+    """The generated views, in ``view_names`` order, in [0, 1] (on the CPU)."""
+    view_names: tuple[str, ...]
+    """Names of the generated views."""
+    cameras: Cameras
+    """``[V]`` cameras of the generated views (FOV 50, radius 2.7, around the input azimuth)."""
+    gaussians: Gaussians
+    """``[N]`` Gaussians, pruned with the reference rules (head facing front, -y)."""
+    timings: dict[str, float] = field(default_factory=dict)
+    """Seconds per stage: ``preprocess``, ``diffusion``, ``reconstruction`` (and ``rendering`` when exported)."""
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class FaceLiftPipeline:
+    """Photo to 3D Gaussians (see the module docstring).
+
+    Args:
+        diffusion: a :class:`facelift.models.mvdiffusion.MultiViewDiffusion`.
+        reconstructor: a :class:`GSLRM`.
+        device: where both models run.
+        preprocess_settings: defaults for :meth:`preprocess` (its ``size`` is set to the diffusion size).
+        autocast_dtype: autocast dtype of the reconstructor on CUDA (e.g. ``torch.bfloat16``).
+
+    Example:
+        >>> pipe = FaceLiftPipeline.from_pretrained("default")  # doctest: +SKIP
+        >>> result = pipe("photo.jpg", seed=0)  # doctest: +SKIP
+        >>> result.gaussians.num, result.timings  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        diffusion,
+        reconstructor: GSLRM,
+        *,
+        device: torch.device | str = "cpu",
+        preprocess_settings: PreprocessSettings | None = None,
+        autocast_dtype: torch.dtype | None = None,
+    ) -> None:
+        self.device = torch.device(device)
+        self.diffusion = diffusion.to(self.device).eval()
+        self.reconstructor = reconstructor.to(self.device).eval()
+        base = preprocess_settings or PreprocessSettings()
+        self.preprocess_settings = PreprocessSettings(
+            size=diffusion.image_size, crop=base.crop, matting=base.matting, estimate_yaw=base.estimate_yaw, min_score=base.min_score
+        )
+        self.autocast_dtype = autocast_dtype
+
+    # ---- weights --------------------------------------------------------------------------------------
+
+    @classmethod
+    def from_pretrained(cls, spec: str | os.PathLike = "default", *, device: torch.device | str = "cpu", **kwargs: Any) -> FaceLiftPipeline:
+        """Load both models from a weights spec (``default``, a folder, or ``official:CKPT,FOLDER``)."""
+        from facelift.models.mvdiffusion import MultiViewDiffusion
+
+        weights = resolve_weights(spec)
+        device = torch.device(device)
+        if weights.kind == "official":
+            dtype = torch.float16 if device.type == "cuda" else None
+            diffusion = MultiViewDiffusion.from_official(weights.diffusion_folder, device=device, dtype=dtype)
+            reconstructor = GSLRM.from_official_checkpoint(weights.gslrm_checkpoint)
+            if device.type == "cuda":
+                kwargs.setdefault("autocast_dtype", torch.bfloat16)
+        else:
+            meta = json.loads((weights.folder / _META).read_text())
+            if meta.get("format") != PIPELINE_FORMAT:
+                raise ValueError(f"{weights.folder}: unsupported weights format {meta.get('format')!r}")
+            diffusion = MultiViewDiffusion.from_pretrained(weights.folder / meta.get("mvdiffusion", "mvdiffusion"))
+            reconstructor = GSLRM.from_pretrained(weights.folder / meta.get("gslrm", "gslrm"))
+        return cls(diffusion, reconstructor, device=device, **kwargs)
+
+    def save_pretrained(self, directory: str | os.PathLike, *, overwrite: bool = True, dtype: torch.dtype | None = None) -> Path:
+        """Write a weights folder (``facelift_pipeline.json``, ``mvdiffusion/``, ``gslrm/``) atomically."""
+        directory = Path(directory)
+        with staged_output_dir(directory, overwrite=overwrite) as tmp:
+            self.diffusion.save_pretrained(tmp / "mvdiffusion", dtype=dtype)
+            self.reconstructor.save_pretrained(tmp / "gslrm", dtype=dtype)
+            meta = {"format": PIPELINE_FORMAT, "mvdiffusion": "mvdiffusion", "gslrm": "gslrm"}
+            atomic_write_text(tmp / _META, json.dumps(meta, indent=2) + "\n")
+        return directory
+
+    # ---- stages ---------------------------------------------------------------------------------------
+
+    def preprocess(self, image, **overrides: Any) -> Preprocessed:
+        """Decode (path, PIL, array or tensor) and preprocess one photo; ``overrides`` replace settings fields."""
+        settings = self.preprocess_settings
+        if overrides:
+            settings = PreprocessSettings(**{**settings.__dict__, **overrides})
+        return preprocess(to_image(image), settings)
+
+    def generate_views(
+        self,
+        images: Float[Tensor, "B 3 H W"],
+        *,
+        seed: int | list[int] = 0,
+        steps: int = 50,
+        guidance: float = 3.0,
+        solver: str = "ddim",
+        eta: float = 1.0,
+    ) -> Float[Tensor, "B V 3 S S"]:
+        """Six views per input view (on white, in [0, 1]); ``seed`` per subject or one for all."""
+        seeds = seed if isinstance(seed, (list, tuple)) else [int(seed)] * images.shape[0]
+        generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
+        out = self.diffusion.sample(images, num_inference_steps=steps, guidance_scale=guidance, eta=eta, solver=solver, generator=generators)
+        return out.images.float().cpu()
+
+    def view_cameras(self, azimuth_deg: float = 0.0, resolution: int | None = None) -> Cameras:
+        """The ``[V]`` cameras of the generated views around an input azimuth."""
+        cams = facelift_views(float(azimuth_deg), resolution=resolution or self.diffusion.image_size)
+        return cams[torch.tensor(self.diffusion.generated_views)]
+
+    def reconstruct(
+        self, images: Float[Tensor, "V 3 H W"], cameras: Cameras, *, prune: bool = True, resolution: int | None = None
+    ) -> Gaussians:
+        """Gaussians from posed views (generated, or the user's own images and cameras).
+
+        Args:
+            images: ``[V, 3, H, W]`` in [0, 1], on white.
+            cameras: ``[V]`` cameras of those images (OpenCV, see :mod:`facelift.cameras`).
+            prune: apply the reference release's pruning.
+            resolution: resize the views (and cameras) to this square size first; needs a multiple of the
+                patch size. Default: as given (H and W must be multiples of the patch size).
+        """
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"images must be [V, 3, H, W], got {tuple(images.shape)}")
+        if tuple(cameras.batch_shape) != (images.shape[0],):
+            raise ValueError(f"need one camera per image: {images.shape[0]} images, cameras {tuple(cameras.batch_shape)}")
+        if resolution is not None and (images.shape[-1] != resolution or images.shape[-2] != resolution):
+            sx, sy = resolution / images.shape[-1], resolution / images.shape[-2]
+            images = F.interpolate(images.float(), size=(resolution, resolution), mode="bilinear", antialias=True, align_corners=False)
+            K = cameras.K.clone()
+            K[..., 0, :] *= sx
+            K[..., 1, :] *= sy
+            cameras = Cameras(cameras.c2w, K, resolution, resolution)
+        patch = self.reconstructor.config.patch_size
+        if images.shape[-1] % patch or images.shape[-2] % patch:
+            raise ValueError(f"image size {tuple(images.shape[-2:])} must be a multiple of the patch size {patch}")
+        autocast = (
+            torch.autocast(self.device.type, dtype=self.autocast_dtype) if self.autocast_dtype is not None and self.device.type == "cuda" else contextlib.nullcontext()
+        )
+        with torch.no_grad(), autocast:
+            gaussians = self.reconstructor(images[None].to(self.device).float(), cameras.reshape(1, -1).to(self.device))[0]
+        return reference_prune(gaussians) if prune else gaussians
+
+    @torch.no_grad()
+    def render(self, gaussians: Gaussians, cameras: Cameras, *, background: float = 1.0) -> Float[Tensor, "V 3 H W"]:
+        """Render Gaussians at the given cameras (fp32, white background)."""
+        return rasterize(gaussians.to(self.device), cameras.to(self.device), background=background).rgb.cpu()
+
+    # ---- everything -----------------------------------------------------------------------------------
+
+    def __call__(
+        self,
+        image,
+        *,
+        seed: int = 0,
+        steps: int = 50,
+        guidance: float = 3.0,
+        solver: str = "ddim",
+        **preprocess_overrides: Any,
+    ) -> FaceLiftResult:
+        """Photo (path, PIL image, array or tensor) -> :class:`FaceLiftResult` (views, cameras, Gaussians, timings)."""
+        timings: dict[str, float] = {}
+        start = time.perf_counter()
+        pre = self.preprocess(image, **preprocess_overrides)
+        timings["preprocess"] = time.perf_counter() - start
+        start = time.perf_counter()
+        views = self.generate_views(pre.image[None], seed=seed, steps=steps, guidance=guidance, solver=solver)[0]
+        _sync(self.device)
+        timings["diffusion"] = time.perf_counter() - start
+        start = time.perf_counter()
+        cameras = self.view_cameras(pre.azimuth_deg, resolution=views.shape[-1])
+        recon_views, recon_cameras = views, cameras
+        if 0 not in self.diffusion.generated_views:  # the ablation model: the input itself is view 0
+            recon_views = torch.cat([pre.image[None], views])
+            recon_cameras = facelift_views(float(pre.azimuth_deg), resolution=views.shape[-1])
+        gaussians = self.reconstruct(recon_views, recon_cameras)
+        _sync(self.device)
+        timings["reconstruction"] = time.perf_counter() - start
+        names = tuple(FACELIFT_VIEW_NAMES[i] for i in self.diffusion.generated_views)
+        return FaceLiftResult(pre, views, names, cameras, gaussians.to("cpu"), timings)

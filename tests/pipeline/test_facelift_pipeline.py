@@ -1,0 +1,56 @@
+"""The pipeline API on tiny random weights: stages alone and together, seeds, weights specs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+pytest.importorskip("diffusers")
+pytest.importorskip("mediapipe")
+from _pipeline_helpers import SAMPLE_PHOTO, make_tiny_pipeline
+
+from facelift.cameras import facelift_views
+from facelift.pipeline.facelift import FaceLiftPipeline, resolve_weights
+
+
+@pytest.fixture(scope="module")
+def pipe(tmp_path_factory) -> FaceLiftPipeline:
+    return FaceLiftPipeline.from_pretrained(make_tiny_pipeline(tmp_path_factory.mktemp("weights") / "tiny"))
+
+
+def test_photo_to_gaussians_with_timings(pipe):
+    result = pipe(SAMPLE_PHOTO, seed=0, steps=2)
+    assert result.input.image.shape == (3, 32, 32)
+    assert result.views.shape == (6, 3, 32, 32) and result.view_names[0] == "front"
+    assert tuple(result.cameras.batch_shape) == (6,)
+    assert result.gaussians.num > 0 and len(result.gaussians.shape) == 1
+    assert set(result.timings) == {"preprocess", "diffusion", "reconstruction"}
+    again = pipe(SAMPLE_PHOTO, seed=0, steps=2)
+    other = pipe(SAMPLE_PHOTO, seed=1, steps=2)
+    assert torch.equal(result.views, again.views) and not torch.equal(result.views, other.views)
+    assert torch.equal(result.gaussians.means, again.gaussians.means)
+
+
+def test_stages_work_alone(pipe):
+    views = pipe.generate_views(torch.rand(2, 3, 32, 32), seed=[3, 4], steps=1)
+    assert views.shape == (2, 6, 3, 32, 32)
+    # Reconstruction from the user's own posed images at another size (resized, cameras rescaled).
+    images = torch.rand(6, 3, 48, 48)
+    cams = facelift_views(resolution=48)
+    g = pipe.reconstruct(images, cams, prune=False, resolution=32)
+    assert g.num == 6 * 32 * 32 + 2
+    renders = pipe.render(g, facelift_views(resolution=24)[:2])
+    assert renders.shape == (2, 3, 24, 24)
+    with pytest.raises(ValueError, match="one camera per image"):
+        pipe.reconstruct(images, cams[:5])
+    with pytest.raises(ValueError, match="multiple of the patch size"):
+        pipe.reconstruct(torch.rand(6, 3, 30, 30), facelift_views(resolution=30))
+
+
+def test_weights_specs_are_checked(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not a facelift weights folder"):
+        resolve_weights(tmp_path)
+    with pytest.raises(ValueError, match="official:GSLRM_CKPT,DIFFUSION_FOLDER"):
+        resolve_weights("official:only-one")
+    with pytest.raises(FileNotFoundError, match="checkpoint"):
+        resolve_weights(f"official:{tmp_path / 'ckpt.pt'},{tmp_path}")
