@@ -177,3 +177,16 @@ def test_disk_full_during_export_leaves_no_output(tmp_path, weights, capsys, mon
     assert "No space left on device" in err and str(SAMPLE_PHOTO) in err
     assert not out.exists()
     assert [p.name for p in tmp_path.iterdir()] == []
+
+
+def test_several_faces_use_the_largest_and_say_so(tmp_path, weights):
+    photo = Image.open(SAMPLE_PHOTO)
+    canvas = Image.new("RGB", (800, 512), "white")
+    canvas.paste(photo, (0, 0))
+    canvas.paste(photo.resize((256, 256)), (540, 100))
+    canvas.save(tmp_path / "two.png")
+    out = tmp_path / "out"
+    assert _run([str(tmp_path / "two.png")], out, weights, "--frames", "0", "--mesh-format", "none") == 0
+    result = json.loads((out / "result.json").read_text())
+    assert result["faces_found"] == 2 and "2 faces found; using the largest" in result["notes"]
+    assert result["face_box"][2] < 512

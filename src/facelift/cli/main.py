@@ -9,6 +9,7 @@ import tyro
 from facelift.cli.common import run_command
 from facelift.cli.reconstruct import ReconstructCommand
 from facelift.cli.render import DemoCommand, RenderCommand
+from facelift.cli.serve import ServeCommand
 from facelift.cli.synth import SynthCommand
 from facelift.cli.train import TrainCommand
 
@@ -16,6 +17,7 @@ COMMANDS = {
     "demo": DemoCommand,
     "reconstruct": ReconstructCommand,
     "render": RenderCommand,
+    "serve": ServeCommand,
     "synth": SynthCommand,
     "train": TrainCommand,
 }
