@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 import time
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
@@ -17,6 +18,7 @@ from facelift.cli.common import resolve_device
 
 logger = logging.getLogger(__name__)
 
+SAMPLE_PHOTO = Path(__file__).resolve().parents[1] / "assets" / "astronaut.png"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 
 
@@ -62,8 +64,10 @@ class ReconstructCommand:
     turntable.mp4, mesh.glb, timings.json and result.json per photo. Several inputs (files, folders, globs)
     run as a batch that continues past failures and exits non-zero if any failed."""
 
-    inputs: Annotated[list[str], tyro.conf.Positional]
+    inputs: Annotated[list[str], tyro.conf.Positional] = dataclasses.field(default_factory=list)
     """Image files, folders of images, or glob patterns (quoted)."""
+    sample: bool = False
+    """Also reconstruct the bundled sample photo (scikit-image's astronaut, NASA, public domain)."""
     out: Annotated[Path, tyro.conf.arg(aliases=["-o"])] = Path("outputs/reconstruct")
     """Output folder (one input) or parent of one folder per input."""
     weights: str = "default"
@@ -84,8 +88,8 @@ class ReconstructCommand:
     """Remove the background (RGBA inputs keep their alpha)."""
     yaw: bool = True
     """Estimate the head's yaw and use it as the input azimuth (--no-yaw: azimuth 0, as the reference)."""
-    resolution: int = 512
-    """Size of the renders and turntable frames."""
+    resolution: int = 256
+    """Size of the renders and turntable frames (the reference: 512)."""
     frames: int = 150
     """Turntable frames (0: no video)."""
     mesh_format: Literal["glb", "obj", "ply", "none"] = "glb"
@@ -109,9 +113,9 @@ class ReconstructCommand:
         if self.steps < 1 or self.guidance < 1:
             raise ValueError("need --steps >= 1 and --guidance >= 1")
         settings = ResultSettings(self.resolution, self.frames, mesh_format=self.mesh_format)
-        inputs = expand_inputs(self.inputs)
+        inputs = expand_inputs(self.inputs) + ([SAMPLE_PHOTO] if self.sample else [])
         if not inputs:
-            raise ValueError(f"no images found in {' '.join(self.inputs)}")
+            raise ValueError(f"no images found in {' '.join(self.inputs)}" if self.inputs else "give one or more images (or --sample)")
         targets = _result_dirs(inputs, Path(self.out))
         for target in targets:  # refuse before loading the models, not after
             check_output_dir(target, overwrite=self.overwrite)

@@ -29,7 +29,7 @@ _GSLRMPreset = tyro.extras.subcommand_type_from_defaults(
 _MVDiffPreset = tyro.extras.subcommand_type_from_defaults(
     {name.replace("_", "-"): config for name, config in MVDIFF_PRESETS.items()},
     descriptions={
-        "default": "synthetic heads at 128 px, default (CPU-sized) model, needs a trained VAE (facelift train vae)",
+        "default": "synthetic heads at 64 px, default (CPU-sized) model, needs a trained VAE (facelift train vae)",
         "no-input-recon": "ablation: generate only the five novel views",
         "dense": "ablation: dense multi-view attention",
         "tiny": "a toy run for smoke tests (32 px, tiny model, random VAE)",
@@ -39,7 +39,7 @@ _MVDiffPreset = tyro.extras.subcommand_type_from_defaults(
 
 _VAEPreset = tyro.extras.subcommand_type_from_defaults(
     {name.replace("_", "-"): config for name, config in VAE_PRESETS.items()},
-    descriptions={"default": "the default model's VAE on synthetic heads at 128 px", "tiny": "a toy run for smoke tests"},
+    descriptions={"default": "the default model's VAE on synthetic heads at 64 px", "tiny": "a toy run for smoke tests"},
     prefix_names=False,
 )
 
@@ -60,7 +60,8 @@ class TrainGSLRMCommand:
     ``torchrun --nproc_per_node N -m facelift.cli.main train gslrm ...``."""
 
     config: Annotated[_GSLRMPreset, tyro.conf.arg(name="")] = GSLRM_PRESETS["default"]  # type: ignore[valid-type]
-    """Preset to start from (``default`` when omitted); any field can then be overridden."""
+    """Preset to start from (``default`` when omitted); to override fields, name the preset first
+    (``facelift train mvdiff default --lr 1e-4``)."""
 
     def run(self) -> int:
         from facelift.training.gslrm_trainer import train
@@ -74,7 +75,8 @@ class TrainMVDiffCommand:
     ``torchrun --nproc_per_node N -m facelift.cli.main train mvdiff ...``."""
 
     config: Annotated[_MVDiffPreset, tyro.conf.arg(name="")] = MVDIFF_PRESETS["default"]  # type: ignore[valid-type]
-    """Preset to start from (``default`` when omitted); any field can then be overridden."""
+    """Preset to start from (``default`` when omitted); to override fields, name the preset first
+    (``facelift train mvdiff default --lr 1e-4``)."""
 
     def run(self) -> int:
         from facelift.training.mvdiff_trainer import train_mvdiff
@@ -87,7 +89,8 @@ class TrainVAECommand:
     """Train the diffusion model's autoencoder (run before ``train mvdiff``); resumes when possible."""
 
     config: Annotated[_VAEPreset, tyro.conf.arg(name="")] = VAE_PRESETS["default"]  # type: ignore[valid-type]
-    """Preset to start from (``default`` when omitted)."""
+    """Preset to start from (``default`` when omitted); to override fields, name the preset first
+    (``facelift train vae default --total-steps 600``)."""
 
     def run(self) -> int:
         from facelift.training.mvdiff_trainer import train_vae

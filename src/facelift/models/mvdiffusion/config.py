@@ -1,6 +1,6 @@
 """Configuration of the multi-view diffusion model: sizes of the UNet, VAE, image encoder and view embeddings.
 
-Presets: :meth:`MVDiffusionConfig.default` (trains and samples on a CPU, 128 px), :meth:`tiny` (tests) and
+Presets: :meth:`MVDiffusionConfig.default` (trains and samples on a CPU, 64 px), :meth:`tiny` (tests) and
 :meth:`official` (the SD2.1-unclip layout the authors fine-tuned: 512 px, 870.2M-parameter UNet, 1024-d
 image embedding, 77 x 1024 view embeddings; with random weights, for timing. The released weights are loaded
 with :meth:`MultiViewDiffusion.from_official`, which reads their own configs).
@@ -38,7 +38,7 @@ REFERENCE_SCHEDULER: dict[str, Any] = {
 class MVDiffusionConfig:
     """Architecture of a multi-view diffusion model built from scratch (the default components)."""
 
-    image_size: int = 128
+    image_size: int = 64
     """Square image size of the views, in pixels (divisible by the VAE factor times the UNet's)."""
     view_names: tuple[str, ...] = FACELIFT_VIEW_NAMES
     """All views the model knows, in order; view 0 is the input (condition) view."""
@@ -63,7 +63,7 @@ class MVDiffusionConfig:
     """Image-embedding width; the UNet's class input is twice this (embedding + noise-level embedding)."""
     image_encoder_channels: tuple[int, ...] = (32, 64, 128, 128)
     """Widths of the image encoder's stride-2 convolution stages (stands in for the CLIP image encoder)."""
-    vae_channels: tuple[int, ...] = (32, 64, 128)
+    vae_channels: tuple[int, ...] = (32, 64)
     """VAE block widths; the latent is ``2 ** (len - 1)`` times smaller than the image."""
     vae_layers_per_block: int = 1
     """ResNet layers per VAE block."""
@@ -151,7 +151,8 @@ class MVDiffusionConfig:
 
     @classmethod
     def default(cls) -> MVDiffusionConfig:
-        """The shipped size: 128 px views, 32 x 32 latents, a 5.7M-parameter UNet that trains and samples on a CPU."""
+        """The shipped size: 64 px views, 32 x 32 latents (VAE factor 2), a 5.7M-parameter UNet that trains and
+        samples on a CPU."""
         return cls()
 
     @classmethod
