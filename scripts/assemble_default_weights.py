@@ -19,8 +19,12 @@ LIMIT = 16 * 2**20
 
 def main() -> None:
     mvdiff, gslrm, out = (Path(a) for a in sys.argv[1:4])
+    card = out / "README.md"
+    kept = card.read_text() if card.is_file() else None  # the model card survives re-assembly
     pipe = FaceLiftPipeline(MultiViewDiffusion.from_pretrained(mvdiff), GSLRM.from_pretrained(gslrm))
     pipe.save_pretrained(out, dtype=torch.float16)
+    if kept is not None:
+        card.write_text(kept)
     total = 0
     for path in sorted(out.rglob("*")):
         if path.is_file():

@@ -14,8 +14,8 @@ facelift train gslrm heads-only --data-root "$DATA/train" --resolution 64 --mode
   --out-dir "$RUNS/gslrm" --device cpu --no-progress > "$RUNS.gslrm.log" 2>&1 &
 facelift train vae default --data-root "$DATA/train" --batch-size 1 --lr 1e-3 --warmup-steps 50 --total-steps "${VAE_STEPS:-600}" \
   --image-every 200 --ckpt-every 200 --out-dir "$RUNS/vae" --device cpu --no-progress
-facelift train mvdiff default --vae-from "$RUNS/vae/final" --data-root "$DATA/train" --batch-size 4 --lr 5e-4 --warmup-steps 100 \
-  --total-steps "${MVDIFF_STEPS:-1200}" --ema-decay 0.995 --image-every 300 --ckpt-every 100 --out-dir "$RUNS/mvdiff" \
+facelift train mvdiff default --vae-from "$RUNS/vae/final" --data-root "$DATA/train" --batch-size 4 --lr 5e-4 --warmup-steps 60 \
+  --total-steps "${MVDIFF_STEPS:-800}" --ema-decay 0.995 --image-every 200 --ckpt-every 50 --out-dir "$RUNS/mvdiff" \
   --device cpu --no-progress
 wait
 python scripts/assemble_default_weights.py "$RUNS/mvdiff/final" "$RUNS/gslrm/final" src/facelift/weights/default

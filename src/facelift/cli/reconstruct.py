@@ -88,8 +88,9 @@ class ReconstructCommand:
     """Remove the background (RGBA inputs keep their alpha)."""
     yaw: bool = True
     """Estimate the head's yaw and use it as the input azimuth (--no-yaw: azimuth 0, as the reference)."""
-    resolution: int = 256
-    """Size of the renders and turntable frames (the reference: 512)."""
+    resolution: int | None = None
+    """Size of the renders and turntable frames (default: twice the model's view size, at most 512; the
+    reference: 512)."""
     frames: int = 150
     """Turntable frames (0: no video)."""
     mesh_format: Literal["glb", "obj", "ply", "none"] = "glb"
@@ -110,9 +111,8 @@ class ReconstructCommand:
         )
         from facelift.pipeline.facelift import FaceLiftPipeline
 
-        if self.steps < 1 or self.guidance < 1:
-            raise ValueError("need --steps >= 1 and --guidance >= 1")
-        settings = ResultSettings(self.resolution, self.frames, mesh_format=self.mesh_format)
+        if self.steps < 1 or self.guidance < 1 or (self.resolution is not None and self.resolution < 8):
+            raise ValueError("need --steps >= 1, --guidance >= 1 and --resolution >= 8")
         inputs = expand_inputs(self.inputs) + ([SAMPLE_PHOTO] if self.sample else [])
         if not inputs:
             raise ValueError(f"no images found in {' '.join(self.inputs)}" if self.inputs else "give one or more images (or --sample)")
@@ -123,6 +123,8 @@ class ReconstructCommand:
         start = time.perf_counter()
         pipe = FaceLiftPipeline.from_pretrained(self.weights, device=device)
         load_seconds = time.perf_counter() - start
+        resolution = self.resolution or min(512, 2 * pipe.diffusion.image_size)
+        settings = ResultSettings(resolution, self.frames, mesh_format=self.mesh_format)
         failures: list[tuple[Path, str]] = []
         bar = None
         if self.progress and len(inputs) > 1:

@@ -1,0 +1,70 @@
+"""The bundled default weights: file sizes, strict loading, and small stored reference outputs (a silent
+change of architecture or weights fails here). Regenerate the reference with
+``python scripts/make_default_weights_reference.py`` after retraining."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("diffusers")
+
+from facelift.cameras import facelift_views  # noqa: E402
+from facelift.pipeline.facelift import DEFAULT_WEIGHTS, FaceLiftPipeline  # noqa: E402
+
+REFERENCE = Path(__file__).with_name("default_weights_reference.npz")
+MIB = 2**20
+
+
+def reference_outputs() -> dict[str, torch.Tensor]:
+    """Denoiser output, reconstructor output and a 2-step sample of the default weights on fixed inputs."""
+    pipe = FaceLiftPipeline.from_pretrained()
+    size = pipe.diffusion.image_size
+    g = torch.Generator().manual_seed(0)
+    image = torch.rand(1, 3, size, size, generator=g)
+    s = pipe.diffusion.latent_size
+    noisy = torch.randn(1, pipe.diffusion.num_views, 4, s, s, generator=g)
+    with torch.no_grad():
+        cond = pipe.diffusion.encode_latents(image)
+        denoised = pipe.diffusion(noisy, torch.tensor([500]), cond, cond_images=image)
+        views = torch.rand(6, 3, size, size, generator=g)
+        gaussians = pipe.reconstruct(views, facelift_views(resolution=size), prune=False)
+    sample = pipe.generate_views(image, seed=0, steps=2, solver="dpmsolver++")
+    return {
+        "denoiser": denoised[0, :, :, :4, :4].contiguous(),
+        "means": gaussians.means[:256].contiguous(),
+        "opacities": gaussians.opacities[:256].contiguous(),
+        "sample": sample[0, :, :, :8, :8].contiguous(),
+    }
+
+
+def test_shipped_files_fit_the_limits():
+    files = [p for p in DEFAULT_WEIGHTS.rglob("*") if p.is_file()]
+    assert (DEFAULT_WEIGHTS / "facelift_pipeline.json").is_file() and len(files) > 5
+    assert max(p.stat().st_size for p in files) <= 16 * MIB
+    assert sum(p.stat().st_size for p in files) <= 60 * MIB
+    assert all(p.read_bytes()[:1] != b"\x80" for p in files if p.suffix in (".bin", ".pt"))  # no pickles
+
+
+def test_from_pretrained_loads_the_defaults_and_reproduces_the_reference():
+    assert REFERENCE.is_file(), "run python scripts/make_default_weights_reference.py"
+    stored = np.load(REFERENCE)
+    got = reference_outputs()
+    assert set(stored.files) == set(got)
+    for key, value in got.items():
+        np.testing.assert_allclose(value.numpy(), stored[key], rtol=1e-3, atol=2e-3, err_msg=key)
+
+
+def test_readme_command_runs_on_the_bundled_weights(tmp_path):
+    # The README's first command with fewer steps and frames (the full one is timed in the model card).
+    from _cli_helpers import run_cli
+
+    pytest.importorskip("mediapipe")
+    out = tmp_path / "astronaut"
+    code = run_cli(["reconstruct", "--sample", "-o", str(out), "--steps", "3", "--frames", "4", "--resolution", "64", "--device", "cpu"])
+    assert code == 0
+    for name in ("input.png", "multiview.png", "gaussians.ply", "gaussians.splat", "turntable.mp4", "mesh.glb", "timings.json"):
+        assert (out / name).is_file(), name
