@@ -14,8 +14,11 @@ Steps (:func:`preprocess`):
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import os
+import sys
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -80,6 +83,26 @@ class Preprocessed:
     """Messages for the user (several faces, face cut by the border, ...)."""
 
 
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Silence file descriptor 2 for a moment: MediaPipe's C++ side writes warning lines to stderr on every
+    graph start that no setting turns off. Python exceptions are raised after the descriptor is restored."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real stderr (embedded interpreters): nothing to silence
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 @lru_cache(maxsize=1)
 def _segmenter():
     try:
@@ -89,7 +112,8 @@ def _segmenter():
             f"background matting needs mediapipe 0.10.21 ({err}); install it with scripts/install.sh "
             "(pip install --no-deps mediapipe==0.10.21 plus its runtime packages), or pass --no-matting"
         ) from err
-    return selfie_segmentation.SelfieSegmentation(model_selection=0)
+    with _quiet_stderr():
+        return selfie_segmentation.SelfieSegmentation(model_selection=0)
 
 
 @lru_cache(maxsize=1)
@@ -98,7 +122,8 @@ def _face_mesh():
         from mediapipe.python.solutions import face_mesh
     except ImportError as err:
         raise ImportError(f"yaw estimation needs mediapipe 0.10.21 ({err}); pass --no-yaw to skip it") from err
-    return face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1, refine_landmarks=False)
+    with _quiet_stderr():
+        return face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1, refine_landmarks=False)
 
 
 def _uint8(rgb: Tensor) -> np.ndarray:
@@ -107,7 +132,9 @@ def _uint8(rgb: Tensor) -> np.ndarray:
 
 def matte(rgb: Float[Tensor, "3 H W"]) -> Float[Tensor, "1 H W"]:
     """Foreground (person) matte in [0, 1] from MediaPipe's selfie segmentation."""
-    mask = _segmenter().process(_uint8(rgb)).segmentation_mask
+    segmenter = _segmenter()
+    with _quiet_stderr():
+        mask = segmenter.process(_uint8(rgb)).segmentation_mask
     if mask is None:
         return torch.ones(1, *rgb.shape[-2:])
     return torch.from_numpy(np.array(mask, dtype=np.float32)).clamp(0, 1)[None]
@@ -120,7 +147,9 @@ def estimate_yaw(rgb: Float[Tensor, "3 H W"]) -> float | None:
     The angle of the left-right axis of four symmetric landmark pairs in the image's x-z plane, averaged and
     scaled by :data:`YAW_GAIN`.
     """
-    result = _face_mesh().process(_uint8(rgb))
+    mesh = _face_mesh()
+    with _quiet_stderr():
+        result = mesh.process(_uint8(rgb))
     if not result.multi_face_landmarks:
         return None
     h, w = rgb.shape[-2:]
