@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import json
-import os
-import socket
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
+from _ddp_helpers import capture_builds, free_port, join_job, write_replica_hash
 
 from facelift.cli.main import main
 from facelift.models.gslrm import GSLRM
@@ -92,39 +90,20 @@ def test_nan_loss_step_is_skipped(tmp_path, monkeypatch):
     assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), trained.state_dict().values()))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _ddp_replica_worker(rank: int, world: int, port: int, out_dir: str) -> None:
-    # Hashes each rank's in-memory replica after training (not the weights file rank 0 writes).
     import facelift.training.gslrm_trainer as trainer
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
-    torch.set_num_threads(1)
-    captured = {}
-    real_build = trainer._build_model
-
-    def build(config, device):
-        captured["model"] = real_build(config, device)
-        return captured["model"]
-
-    trainer._build_model = build
+    join_job(rank, world, port)
+    captured = capture_builds(trainer, "_build_model")
     train(_config(Path(out_dir) / "run", total_steps=2, batch_size=1))
-    digest = hashlib.sha256()
-    for key, value in sorted(captured["model"].state_dict().items()):
-        digest.update(key.encode())
-        digest.update(value.detach().numpy().tobytes())
-    (Path(out_dir) / f"rank{rank}.sha").write_text(digest.hexdigest())
+    write_replica_hash(captured["model"], out_dir, rank)
 
 
 def test_ddp_two_processes_keep_replicas_identical(tmp_path):
     mp = pytest.importorskip("torch.multiprocessing")
     if not torch.distributed.is_available():
         pytest.skip("torch.distributed is not available")
-    mp.spawn(_ddp_replica_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_ddp_replica_worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
     hashes = [(tmp_path / f"rank{r}.sha").read_text() for r in range(2)]
     assert hashes[0] == hashes[1]
     assert (tmp_path / "run" / "final" / "model.safetensors").is_file()
