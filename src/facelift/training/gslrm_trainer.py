@@ -8,7 +8,7 @@ and loss.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,6 +23,8 @@ from facelift.training.loop import (
     IndexedSubjects,
     StepOutput,
     TrainResult,
+    check_loop_config,
+    config_to_dict,
     run_training,
     seeded_generator,
 )
@@ -101,26 +103,19 @@ class GSLRMTrainConfig:
     """Show a progress bar (rank 0)."""
 
     def __post_init__(self) -> None:
-        positive = ("resolution", "views_per_sample", "input_views", "batch_size", "total_steps", "log_every", "ckpt_every", "keep_checkpoints")
-        for name in positive:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        check_loop_config(self, extra_positive=("resolution", "views_per_sample", "input_views"))
         if self.input_views > self.views_per_sample:
             raise ValueError(f"input_views ({self.input_views}) must be <= views_per_sample ({self.views_per_sample})")
         if self.resolution % self.model.patch_size:
             raise ValueError(f"resolution {self.resolution} must be divisible by the patch size {self.model.patch_size}")
-        if not self.lr > 0 or self.warmup_steps < 0 or self.warmup_steps > self.total_steps:
-            raise ValueError(f"need lr > 0 and 0 <= warmup_steps <= total_steps, got {self.lr}, {self.warmup_steps}")
-        if self.image_every < 0 or self.workers < 0 or self.num_random < 0:
-            raise ValueError("image_every, workers and num_random must be >= 0")
+        if self.num_random < 0:
+            raise ValueError(f"num_random must be >= 0, got {self.num_random}")
         if self.data not in ("objects", "heads"):
             raise ValueError(f"data must be 'objects' or 'heads', got {self.data!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly dict (paths as strings)."""
-        out = asdict(self)
-        return {k: str(v) if isinstance(v, Path) else v for k, v in out.items()}
+        return config_to_dict(self)
 
 
 def _presets() -> dict[str, GSLRMTrainConfig]:

@@ -19,7 +19,7 @@ import re
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -38,8 +38,18 @@ from facelift.training.metrics import MetricLogger
 from facelift.training.optim import build_adamw, clip_and_check, warmup_cosine
 
 __all__ = [
-    "IndexedSubjects", "LoopConfig", "StepBatches", "StepOutput", "TrainResult", "TrainTask", "mean_across",
-    "run_training", "seeded_generator", "setup_distributed",
+    "IndexedSubjects",
+    "LoopConfig",
+    "StepBatches",
+    "StepOutput",
+    "TrainResult",
+    "TrainTask",
+    "check_loop_config",
+    "config_to_dict",
+    "mean_across",
+    "run_training",
+    "seeded_generator",
+    "setup_distributed",
 ]  # fmt: skip
 
 logger = logging.getLogger(__name__)
@@ -130,6 +140,35 @@ class TrainResult:
     """Steps skipped by the gradient guard during this call."""
     pretrained_dir: Path | None
     """The ``save_pretrained`` folder (written when the run reached ``total_steps``)."""
+
+
+def check_loop_config(config: Any, extra_positive: tuple[str, ...] = ()) -> None:
+    """Validate the :class:`LoopConfig` fields of a trainer config (and ``extra_positive`` integer fields)."""
+    positive = (*extra_positive, "batch_size", "total_steps", "log_every", "ckpt_every", "keep_checkpoints")
+    for name in positive:
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if not config.lr > 0 or config.warmup_steps < 0 or config.warmup_steps > config.total_steps:
+        raise ValueError(f"need lr > 0 and 0 <= warmup_steps <= total_steps, got {config.lr}, {config.warmup_steps}")
+    if config.image_every < 0 or config.workers < 0:
+        raise ValueError("image_every and workers must be >= 0")
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """A trainer config as a JSON-friendly dict (paths as strings, tuples as lists, nested dataclasses as dicts)."""
+    out = asdict(config)
+
+    def plain(v: Any) -> Any:
+        if isinstance(v, Path):
+            return str(v)
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        return v
+
+    return {k: plain(v) for k, v in out.items()}
 
 
 # ---- data order -----------------------------------------------------------------------------------------

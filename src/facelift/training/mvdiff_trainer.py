@@ -14,7 +14,7 @@ latent scaling factor (1 / std of the latents) and stores it in the VAE config.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,6 +28,8 @@ from facelift.training.loop import (
     IndexedSubjects,
     StepOutput,
     TrainResult,
+    check_loop_config,
+    config_to_dict,
     run_training,
     seeded_generator,
 )
@@ -43,33 +45,6 @@ def _require_diffusers() -> None:
         import diffusers  # noqa: F401
     except ImportError as err:
         raise ImportError(f"multi-view diffusion needs diffusers ({err}): pip install diffusers") from err
-
-
-def _check_common(config: Any) -> None:
-    positive = ("batch_size", "total_steps", "log_every", "ckpt_every", "keep_checkpoints")
-    for name in positive:
-        value = getattr(config, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    if not config.lr > 0 or config.warmup_steps < 0 or config.warmup_steps > config.total_steps:
-        raise ValueError(f"need lr > 0 and 0 <= warmup_steps <= total_steps, got {config.lr}, {config.warmup_steps}")
-    if config.image_every < 0 or config.workers < 0:
-        raise ValueError("image_every and workers must be >= 0")
-
-
-def _to_dict(config: Any) -> dict[str, Any]:
-    out = asdict(config)
-
-    def plain(v: Any) -> Any:
-        if isinstance(v, Path):
-            return str(v)
-        if isinstance(v, dict):
-            return {k: plain(x) for k, x in v.items()}
-        if isinstance(v, (list, tuple)):
-            return [plain(x) for x in v]
-        return v
-
-    return {k: plain(v) for k, v in out.items()}
 
 
 # ---- diffusion ------------------------------------------------------------------------------------------
@@ -143,7 +118,7 @@ class MVDiffTrainConfig:
     """Show a progress bar (rank 0)."""
 
     def __post_init__(self) -> None:
-        _check_common(self)
+        check_loop_config(self)
         probs = (self.drop_image, self.drop_latent, self.drop_both)
         if any(p < 0 for p in probs) or sum(probs) > 1:
             raise ValueError(f"dropout probabilities must be >= 0 and sum to <= 1, got {probs}")
@@ -151,7 +126,7 @@ class MVDiffTrainConfig:
             raise ValueError("need 0 <= ema_decay < 1, snr_gamma >= 0 and sample_steps >= 1")
 
     def to_dict(self) -> dict[str, Any]:
-        return _to_dict(self)
+        return config_to_dict(self)
 
 
 def _mvdiff_presets() -> dict[str, MVDiffTrainConfig]:
@@ -387,12 +362,12 @@ class VAETrainConfig:
     """Show a progress bar."""
 
     def __post_init__(self) -> None:
-        _check_common(self)
+        check_loop_config(self)
         if self.ssim_weight < 0 or self.kl_weight < 0 or self.scale_batches < 1:
             raise ValueError("need ssim_weight >= 0, kl_weight >= 0 and scale_batches >= 1")
 
     def to_dict(self) -> dict[str, Any]:
-        return _to_dict(self)
+        return config_to_dict(self)
 
 
 def _vae_presets() -> dict[str, VAETrainConfig]:
