@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # GPU checks (renderer parity and speed, synthetic-engine throughput, GS-LRM training speed and MFU,
-# multi-view diffusion sampling speed at the official size), for a session lent the device machine (python3 there: torch 2.11 + CUDA,
+# multi-view diffusion sampling speed at the official size, facelift bench per-stage timings), for a session lent the device machine (python3 there: torch 2.11 + CUDA,
 # no gsplat/plyfile/tyro). Prepare once, here:
 #   echo /.whl/ >> .git/info/exclude
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
@@ -28,6 +28,14 @@ if python3 -c "import diffusers" 2>/dev/null; then
   python3 benchmarks/mvdiff.py --model official --device cuda --dtype fp16 --fast-steps 20 25 --repeats 3 --json "$OUT/mvdiff_official_fp16.json" 2>&1 | tee "$OUT/mvdiff_official_fp16.txt"
   python3 benchmarks/mvdiff.py --model official --device cuda --dtype fp16 --compile --fast-steps 20 25 --repeats 3 --json "$OUT/mvdiff_official_fp16_compiled.json" 2>&1 | tee "$OUT/mvdiff_official_fp16_compiled.txt"
   python3 benchmarks/mvdiff.py --model default --device cuda --fast-steps 20 --repeats 3 --json "$OUT/mvdiff_default_cuda.json" 2>&1 | tee "$OUT/mvdiff_default_cuda.txt"
+  # facelift bench (issue 7): per-stage latency and memory, default weights and random official-size models, against
+  # the paper's 8 s. Preprocessing runs without face detection and matting there (no facenet-pytorch/mediapipe).
+  for spec in "weights='default'" "random='default'" "random='official'"; do
+    python3 -c "import json, sys, torch; from facelift.evaluation.bench import BenchSettings, run_bench, bench_table; \
+r = run_bench(BenchSettings($spec, repeats=3, warmup=1, crop=False, matting=False, resolution=512), torch.device('cuda')); \
+print(bench_table(r)); json.dump(r, open(sys.argv[1], 'w'), indent=2)" "$OUT/bench_$(echo "$spec" | tr -d "'" | tr = _).json" 2>&1 \
+      | tee -a "$OUT/bench_cuda.txt"
+  done
 else
   echo "diffusers is not importable (carry its wheels, see the header): diffusion checks skipped" | tee "$OUT/mvdiff_skipped.txt"
 fi

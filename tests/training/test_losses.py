@@ -73,12 +73,20 @@ def test_reconstruction_loss_terms_and_gradient():
     assert float(custom.total.detach()) == pytest.approx(float(mse + 2.0 * (pred.detach() - target).abs().mean()))
 
 
-def test_vgg_loss_needs_torchvision_and_a_local_file(tmp_path):
-    try:
-        import torchvision  # noqa: F401
-    except ImportError:
-        with pytest.raises(ImportError, match="torchvision"):
-            VGGPerceptualLoss(tmp_path / "vgg19.pth")
-    else:
-        with pytest.raises(ValueError, match="does not exist"):
-            VGGPerceptualLoss(tmp_path / "vgg19.pth")
+def test_vgg_loss_loads_a_local_torchvision_layout_file_strictly(tmp_path):
+    from facelift.models.backbones import vgg_features
+
+    with pytest.raises(FileNotFoundError, match="never downloaded"):
+        VGGPerceptualLoss(tmp_path / "vgg19.pth")
+    torch.manual_seed(0)
+    state = {f"features.{k}": v for k, v in vgg_features(19).state_dict().items()}
+    state["classifier.0.weight"] = torch.zeros(4, 4)  # ignored, as in a whole torchvision file
+    torch.save(state, tmp_path / "vgg19.pth")
+    loss = VGGPerceptualLoss(tmp_path / "vgg19.pth")
+    x = torch.rand(2, 3, 32, 32)
+    assert float(loss(x, x)) == 0.0
+    assert float(loss(x, (x + 0.2 * torch.randn_like(x)).clamp(0, 1))) > 0
+    del state["features.34.bias"]
+    torch.save(state, tmp_path / "bad.pth")
+    with pytest.raises(ValueError, match="missing.*34.bias"):
+        VGGPerceptualLoss(tmp_path / "bad.pth")

@@ -79,6 +79,18 @@ def test_missing_vae_folder_is_a_clear_error(tmp_path):
         train_mvdiff(_mvdiff(tmp_path, vae_from=tmp_path / "nope"))
 
 
+def test_ablations_fine_tune_from_the_full_models_weights(tmp_path):
+    full = train_mvdiff(_mvdiff(tmp_path / "full", total_steps=1, image_every=0)).pretrained_dir
+    tiny = MVDIFF_PRESETS["tiny"].model
+    for switch in ({"attention": "off"}, {"reconstruct_input": False}):
+        result = train_mvdiff(_mvdiff(tmp_path / str(switch), total_steps=1, image_every=0, init_from=full, model=replace(tiny, **switch)))
+        model = MultiViewDiffusion.from_pretrained(result.pretrained_dir)
+        assert model.config == replace(tiny, **switch)
+        assert model.attention == replace(tiny, **switch).attention and model.reconstruct_input == replace(tiny, **switch).reconstruct_input
+    with pytest.raises(ValueError, match="different architecture"):
+        train_mvdiff(_mvdiff(tmp_path / "wide", init_from=full, model=replace(tiny, view_tokens=3)))
+
+
 def test_kill_and_resume_is_bit_exact(tmp_path):
     straight = train_mvdiff(_mvdiff(tmp_path / "straight"))
     stopped = train_mvdiff(_mvdiff(tmp_path / "resumed"), stop_after=2)
@@ -135,7 +147,7 @@ def test_cli_lists_presets_and_runs_tiny(tmp_path, capsys):
     with contextlib.redirect_stdout(buf), pytest.raises(SystemExit) as exit_:
         main(["train", "mvdiff", "--help"])
     assert exit_.value.code == 0
-    for preset in ("default", "no-input-recon", "dense", "tiny"):
+    for preset in ("default", "no-input-recon", "no-mv-attention", "dense", "tiny"):
         assert preset in buf.getvalue()
     code = main([
         "train", "mvdiff", "tiny", "--out-dir", str(tmp_path), "--total-steps", "1", "--warmup-steps", "0", "--device", "cpu",

@@ -7,6 +7,7 @@ import sys
 import tyro
 
 from facelift.cli.common import run_command
+from facelift.cli.evaluate import BenchCommand, EvalCommand
 from facelift.cli.reconstruct import ReconstructCommand
 from facelift.cli.render import DemoCommand, RenderCommand
 from facelift.cli.serve import ServeCommand
@@ -14,7 +15,9 @@ from facelift.cli.synth import SynthCommand
 from facelift.cli.train import TrainCommand
 
 COMMANDS = {
+    "bench": BenchCommand,
     "demo": DemoCommand,
+    "eval": EvalCommand,
     "reconstruct": ReconstructCommand,
     "render": RenderCommand,
     "serve": ServeCommand,

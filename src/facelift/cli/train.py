@@ -31,7 +31,8 @@ _MVDiffPreset = tyro.extras.subcommand_type_from_defaults(
     descriptions={
         "default": "synthetic heads at 64 px, default (CPU-sized) model, needs a trained VAE (facelift train vae)",
         "no-input-recon": "ablation: generate only the five novel views",
-        "dense": "ablation: dense multi-view attention",
+        "no-mv-attention": "ablation: no multi-view attention (each view attends to itself only)",
+        "dense": "variant: dense multi-view attention (every view attends to all)",
         "tiny": "a toy run for smoke tests (32 px, tiny model, random VAE)",
     },
     prefix_names=False,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,7 +118,14 @@ class ResultSettings:
 
 
 @torch.no_grad()
-def export_result(out_dir: str | os.PathLike, result, settings: ResultSettings = ResultSettings(), *, info: dict | None = None) -> dict:
+def export_result(
+    out_dir: str | os.PathLike,
+    result,
+    settings: ResultSettings = ResultSettings(),
+    *,
+    info: dict | None = None,
+    on_stage: Callable[[str], None] | None = None,
+) -> dict:
     """Write everything a photo produced into an existing (staging) folder.
 
     Files: ``input.png`` (the preprocessed input), ``multiview.png`` (the generated views side by side),
@@ -131,6 +139,8 @@ def export_result(out_dir: str | os.PathLike, result, settings: ResultSettings =
         result: a :class:`facelift.pipeline.facelift.FaceLiftResult`.
         settings: render, video and mesh settings.
         info: extra fields for ``result.json`` (source file, seed, weights, ...).
+        on_stage: called with ``"rendering"`` and then ``"export"`` as each part starts (for profilers such
+            as ``facelift bench``).
 
     Returns:
         The ``result.json`` content.
@@ -141,6 +151,8 @@ def export_result(out_dir: str | os.PathLike, result, settings: ResultSettings =
 
     out = Path(out_dir)
     timings = dict(result.timings)
+    notify = on_stage or (lambda name: None)
+    notify("rendering")
     start = time.perf_counter()
     save_image(out / "input.png", result.input.image)
     save_image(out / "multiview.png", image_grid(result.views))
@@ -164,6 +176,7 @@ def export_result(out_dir: str | os.PathLike, result, settings: ResultSettings =
         frames = render_turntable(gaussians, settings.turntable_frames, settings.resolution)
         write_video(out / "turntable.mp4", frames, fps=settings.fps)
     timings["rendering"] = time.perf_counter() - start
+    notify("export")
     start = time.perf_counter()
     save_ply(out / "gaussians.ply", gaussians, sh_degree=3)
     save_splat(out / "gaussians.splat", gaussians)

@@ -214,6 +214,40 @@ class FaceLiftPipeline:
         cams = facelift_views(float(azimuth_deg), resolution=resolution or self.diffusion.image_size)
         return cams[torch.tensor(self.diffusion.generated_views)]
 
+    def reconstructor_inputs(
+        self,
+        input_image: Float[Tensor, "3 S S"],
+        views: Float[Tensor, "G 3 S S"],
+        azimuth_deg: float = 0.0,
+        *,
+        select: tuple[int, ...] | None = None,
+    ) -> tuple[Float[Tensor, "V 3 S S"], Cameras]:
+        """The reconstructor's input: the six FaceLift views and their cameras around ``azimuth_deg``.
+
+        Args:
+            input_image: the (preprocessed) input view, ``[3, S, S]`` on white.
+            views: the generated views in ``diffusion.generated_views`` order. A model that generates only
+                the five novel views (the ablation) gets the input itself as view 0.
+            azimuth_deg: the input azimuth.
+            select: indices into the six views to keep (e.g. ``(0, 2, 3, 4)``: front, right, back, left);
+                all six by default.
+
+        Returns:
+            ``(images [V, 3, S, S], cameras [V])``.
+        """
+        six = views
+        if 0 not in self.diffusion.generated_views:
+            six = torch.cat([input_image[None].to(views), views])
+        if six.shape[0] != len(FACELIFT_VIEW_NAMES):
+            raise ValueError(f"expected {len(FACELIFT_VIEW_NAMES)} views after adding the input, got {six.shape[0]}")
+        cameras = facelift_views(float(azimuth_deg), resolution=six.shape[-1])
+        if select is not None:
+            index = [int(i) for i in select]
+            if not index or len(set(index)) != len(index) or any(not 0 <= i < six.shape[0] for i in index):
+                raise ValueError(f"select must be distinct view indices in 0..{six.shape[0] - 1}, got {select}")
+            six, cameras = six[index], cameras[torch.tensor(index)]
+        return six, cameras
+
     def reconstruct(
         self, images: Float[Tensor, "V 3 H W"], cameras: Cameras, *, prune: bool = True, resolution: int | None = None
     ) -> Gaussians:
@@ -275,11 +309,7 @@ class FaceLiftPipeline:
         timings["diffusion"] = time.perf_counter() - start
         start = time.perf_counter()
         cameras = self.view_cameras(pre.azimuth_deg, resolution=views.shape[-1])
-        recon_views, recon_cameras = views, cameras
-        if 0 not in self.diffusion.generated_views:  # the ablation model: the input itself is view 0
-            recon_views = torch.cat([pre.image[None], views])
-            recon_cameras = facelift_views(float(pre.azimuth_deg), resolution=views.shape[-1])
-        gaussians = self.reconstruct(recon_views, recon_cameras)
+        gaussians = self.reconstruct(*self.reconstructor_inputs(pre.image, views, pre.azimuth_deg))
         _sync(self.device)
         timings["reconstruction"] = time.perf_counter() - start
         names = tuple(FACELIFT_VIEW_NAMES[i] for i in self.diffusion.generated_views)

@@ -76,7 +76,7 @@ class GSLRMTrainConfig:
     perceptual_weight: float = 0.5
     """Weight of the perceptual term (``1 - SSIM``, or VGG19 with ``vgg_weights``)."""
     vgg_weights: Path | None = None
-    """Local torchvision VGG19 state dict for the official perceptual loss (needs torchvision)."""
+    """Local torchvision-layout VGG19 state dict (e.g. vgg19-dcbb9e9d.pth) for the official perceptual loss; torchvision itself is not needed."""
     log_every: int = 10
     """Write metrics every this many steps."""
     image_every: int = 200

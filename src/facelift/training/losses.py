@@ -16,6 +16,8 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor, nn
 
+from facelift.models.backbones import load_state_dict_file, vgg_features
+
 __all__ = ["ReconstructionLoss", "VGGPerceptualLoss", "reconstruction_loss", "ssim"]
 
 
@@ -147,16 +149,16 @@ _IMAGENET_STD = (0.229, 0.224, 0.225)
 class VGGPerceptualLoss(nn.Module):
     """Frozen VGG19 feature distance: mean L1 over relu1_2 .. relu5_4 features (ImageNet-normalised input).
 
-    Needs torchvision and a local weights file (a torchvision ``vgg19`` state dict, e.g.
-    ``vgg19-dcbb9e9d.pth``); nothing is downloaded.
+    Needs a local weights file (a torchvision ``vgg19`` state dict, e.g. ``vgg19-dcbb9e9d.pth``, or just
+    its ``features.*`` part); nothing is downloaded and torchvision is not needed.
 
     Args:
         weights_path: the state-dict file (``features.*`` keys; ``classifier.*`` keys are ignored).
         device: where the network lives.
 
     Raises:
-        ImportError: torchvision is missing.
-        ValueError: no such file, or it is not a VGG19 state dict.
+        FileNotFoundError: no such file.
+        ValueError: it is not a VGG19 state dict.
 
     Example:
         >>> loss = VGGPerceptualLoss("weights/vgg19-dcbb9e9d.pth")  # doctest: +SKIP
@@ -164,19 +166,8 @@ class VGGPerceptualLoss(nn.Module):
 
     def __init__(self, weights_path: str | os.PathLike, *, device: torch.device | str | None = None) -> None:
         super().__init__()
-        try:
-            from torchvision.models import vgg19
-        except ImportError as err:
-            raise ImportError("the VGG19 perceptual loss needs torchvision: pip install torchvision") from err
-        if not os.path.isfile(weights_path):
-            raise ValueError(f"VGG19 weights file {weights_path} does not exist (it is never downloaded)")
-        state = torch.load(weights_path, map_location="cpu", weights_only=True)
-        state = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
-        features = vgg19().features[: _VGG_TAPS[-1] + 1]
-        try:
-            features.load_state_dict(state, strict=True)
-        except RuntimeError as err:
-            raise ValueError(f"{weights_path} is not a torchvision VGG19 state dict: {err}") from err
+        features = vgg_features(19)[: _VGG_TAPS[-1] + 1]
+        load_state_dict_file(features, weights_path, what="VGG19 (torchvision layout)", prefix="features.")
         self.features = features.to(device).eval().requires_grad_(False)
         self.register_buffer("mean", torch.tensor(_IMAGENET_MEAN, device=device).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(_IMAGENET_STD, device=device).view(1, 3, 1, 1), persistent=False)

@@ -133,9 +133,10 @@ def _mvdiff_presets() -> dict[str, MVDiffTrainConfig]:
     base = MVDiffTrainConfig()
     return {
         "default": base,
-        # The ablations of the paper: no input-view reconstruction; dense or no multi-view attention.
+        # The ablations of the paper: no input-view reconstruction, no multi-view attention; and dense attention.
         "no_input_recon": replace(base, preset="no_input_recon", model=replace(base.model, reconstruct_input=False), out_dir=Path("runs/mvdiff/no_input_recon")),
         "dense": replace(base, preset="dense", model=replace(base.model, attention="dense"), out_dir=Path("runs/mvdiff/dense")),
+        "no_mv_attention": replace(base, preset="no_mv_attention", model=replace(base.model, attention="off"), out_dir=Path("runs/mvdiff/no_mv_attention")),
         "tiny": replace(
             base, preset="tiny", model=MVDiffusionConfig.tiny(), vae_from=None, batch_size=1, total_steps=20, warmup_steps=2,
             log_every=1, image_every=10, ckpt_every=10, sample_steps=2, ema_decay=0.9, out_dir=Path("runs/mvdiff/tiny"),
@@ -144,7 +145,7 @@ def _mvdiff_presets() -> dict[str, MVDiffTrainConfig]:
 
 
 MVDIFF_PRESETS: dict[str, MVDiffTrainConfig] = _mvdiff_presets()
-"""Named starting points: ``default``, ``no_input_recon``, ``dense`` and ``tiny``."""
+"""Named starting points: ``default``, the ablations ``no_input_recon``, ``no_mv_attention`` and ``dense``, and ``tiny``."""
 
 
 class _DiffusionSamples(IndexedSubjects):
@@ -164,9 +165,14 @@ def _build_diffusion(config: MVDiffTrainConfig, device: torch.device):
     from facelift.models.mvdiffusion.model import MultiViewDiffusion
 
     if config.init_from is not None:
-        model = MultiViewDiffusion.from_pretrained(config.init_from)
-        if model.config != config.model:
+        model = MultiViewDiffusion.from_pretrained(config.init_from).float()
+        # The attention mode and input-view reconstruction change no weight: the ablations fine-tune from the
+        # full model's weights with either switched.
+        switches = {"attention": config.model.attention, "reconstruct_input": config.model.reconstruct_input}
+        if model.config is None or replace(model.config, **switches) != config.model:
             raise ValueError(f"init_from {config.init_from} holds a different architecture than config.model")
+        model.config, model.reconstruct_input = config.model, config.model.reconstruct_input
+        model.set_attention(config.model.attention)
     else:
         model = MultiViewDiffusion.from_config(config.model, seed=config.seed)
         if config.vae_from is not None:
