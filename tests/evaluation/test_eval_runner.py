@@ -109,7 +109,10 @@ def test_eval_and_compare_cli(tiny_weights, tmp_path, capsys):
     assert "| random novel views |" in printed and "Per subject" not in printed
     assert json.loads((out / "results.json").read_text())["settings"]["subjects"] == 1
     assert main(["eval", "--compare", str(out), str(out / "results.json")]) == 0
-    assert capsys.readouterr().out.count(f"{tiny_weights} (pipeline)") == 2
+    printed = capsys.readouterr().out
+    assert printed.count(f"| {tiny_weights} (pipeline) | ") == 3  # two table rows and one difference row
+    assert "Paired per-subject differences" in printed and "+0.00 ± 0.00" not in printed  # one subject: no error bar
+    assert "| n/a | n/a |" in printed
     with pytest.raises(SystemExit) as err:
         main(["eval", "--compare", str(tmp_path / "nothing")])
     assert err.value.code == 1 and "no results.json" in capsys.readouterr().err
@@ -131,3 +134,16 @@ def test_identity_metric_runs_in_the_loop(tiny_weights, tmp_path):
     six = res["metrics"]["six"]
     assert six["identity_views"] >= 1  # the front view of a procedural head is found
     assert six["identity"] > 0.1  # a random model's render is not the person
+
+
+def test_paired_differences_mean_and_standard_error():
+    from facelift.evaluation.runner import paired_differences
+
+    def run(label, values):
+        return {"label": label, "per_subject": [{"subject": f"s{i}", "metrics": {"novel": {"psnr": v, "identity": None}}} for i, v in enumerate(values)]}
+
+    table = paired_differences([run("base", [10.0, 12.0, 14.0]), run("other", [11.0, 12.0, 17.0])])
+    # differences 1, 0, 3: mean 4/3, sample sd sqrt(7/3), standard error sqrt(7/9) = 0.88
+    assert "| other | +1.33 ± 0.88 |" in table and table.rstrip().endswith("| 3 |")
+    assert "n/a" in table  # identity: no values
+    assert paired_differences([run("base", [1.0])]) == ""

@@ -42,6 +42,7 @@ class EvalCommand:
             compare_table,
             evaluate,
             load_results,
+            paired_differences,
             results_markdown,
             with_ablation,
         )
@@ -51,7 +52,11 @@ class EvalCommand:
                 print(f"{a.name}: {a.description}" + (f" [weights: {a.training}]" if a.training else ""))
             return 0
         if self.compare:
-            print(compare_table([load_results(p) for p in self.compare], self.group), end="")
+            runs = [load_results(p) for p in self.compare]
+            print(compare_table(runs, self.group), end="")
+            if len(runs) > 1:
+                print("\nPaired per-subject differences from the first run (mean ± standard error):\n")
+                print(paired_differences(runs, self.group), end="")
             return 0
         settings = self.settings
         if settings.device != "auto":

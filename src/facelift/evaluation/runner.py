@@ -41,7 +41,7 @@ from facelift.evaluation.metrics import psnr, ssim
 from facelift.pipeline.facelift import FaceLiftPipeline
 from facelift.utils.io import atomic_write_text
 
-__all__ = ["EvalSettings", "MetricSuite", "compare_table", "evaluate", "load_results", "results_markdown", "with_ablation"]
+__all__ = ["EvalSettings", "MetricSuite", "compare_table", "evaluate", "load_results", "paired_differences", "results_markdown", "with_ablation"]
 
 logger = logging.getLogger(__name__)
 
@@ -441,6 +441,33 @@ def compare_table(results: list[dict[str, Any]], group: str = "novel") -> str:
             lines.append(f"| {r['label']} | " + " | ".join("n/a" for _ in METRICS) + " |")
         else:
             lines.append(f"| {r['label']} | " + " | ".join(_fmt(m.get(k), k) for k in METRICS) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def paired_differences(results: list[dict[str, Any]], group: str = "novel") -> str:
+    """Markdown table: each run minus the first, per subject, as mean +- standard error over the subjects both
+    runs scored (so that small differences can be told from subject-to-subject noise)."""
+    if len(results) < 2:
+        return ""
+    base = {r["subject"]: r["metrics"].get(group, {}) for r in results[0]["per_subject"]}
+    lines = [f"| run - {results[0]['label']} | " + " | ".join(f"Δ{HEADERS[k]}" for k in METRICS) + " | subjects |", "|---|" + "---|" * (len(METRICS) + 1)]
+    for r in results[1:]:
+        cells, count = [], 0
+        for key in METRICS:
+            diffs = [
+                m[key] - base[row["subject"]][key]
+                for row in r["per_subject"]
+                if (m := row["metrics"].get(group, {})).get(key) is not None and base.get(row["subject"], {}).get(key) is not None
+            ]
+            count = max(count, len(diffs))
+            if len(diffs) < 2:
+                cells.append("n/a")
+                continue
+            mean = sum(diffs) / len(diffs)
+            sem = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1) / len(diffs))
+            digits = 2 if key == "psnr" else 4
+            cells.append(f"{mean:+.{digits}f} ± {sem:.{digits}f}")
+        lines.append(f"| {r['label']} | " + " | ".join(cells) + f" | {count} |")
     return "\n".join(lines) + "\n"
 
 
