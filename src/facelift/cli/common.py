@@ -43,5 +43,8 @@ def run_command(fn: Callable[[], int | None]) -> int:
         return int(fn() or 0)
     except KeyboardInterrupt:
         fail("interrupted", 130)
+    except BrokenPipeError:  # the reader went away (facelift eval --compare ... | head): not an error of ours
+        sys.stderr.close()
+        return 0
     except EXPECTED_ERRORS as err:
         fail(str(err) or type(err).__name__)
