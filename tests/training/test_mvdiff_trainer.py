@@ -55,6 +55,19 @@ def test_vae_run_writes_a_loadable_vae_with_a_measured_scaling_factor(tiny_vae):
     assert (run / "images" / "step_00000001.png").is_file()
 
 
+def test_vae_run_continues_from_an_earlier_vae(tmp_path, tiny_vae):
+    from diffusers import AutoencoderKL
+
+    start = AutoencoderKL.from_pretrained(tiny_vae, local_files_only=True)
+    config = replace(VAE_PRESETS["tiny"], out_dir=tmp_path, total_steps=1, warmup_steps=0, image_every=0, init_from=tiny_vae, lr=1e-12, **_QUIET)
+    result = train_vae(config)
+    after = AutoencoderKL.from_pretrained(result.pretrained_dir, local_files_only=True)
+    for (name, a), b in zip(start.state_dict().items(), after.state_dict().values()):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0, msg=name)  # one step at lr 1e-12 from the same weights
+    with pytest.raises(ValueError, match="different VAE"):
+        train_vae(replace(config, out_dir=tmp_path / "other", model=replace(config.model, vae_channels=(16, 32))))
+
+
 def test_diffusion_run_uses_the_vae_and_saves_ema_weights(tmp_path, tiny_vae):
     from diffusers import AutoencoderKL
 

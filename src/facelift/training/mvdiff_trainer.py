@@ -318,6 +318,8 @@ class VAETrainConfig:
     """Name of the preset this run started from."""
     model: MVDiffusionConfig = field(default_factory=MVDiffusionConfig.default)
     """Its ``vae_*``, ``latent_channels``, ``norm_num_groups`` and ``image_size`` fields size the VAE."""
+    init_from: Path | None = None
+    """Start from this ``AutoencoderKL`` folder (e.g. an earlier run's ``final``) instead of random weights."""
     data_root: Path | None = None
     """A heads split folder written by ``facelift synth heads``; None renders on the fly."""
     batch_size: int = 2
@@ -411,7 +413,16 @@ class _VAETask:
         self.config, self.device = config, device
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
-            self.model = _AutoencoderWithLoss(AutoencoderKL(**config.model.vae_kwargs())).to(device)
+            vae = AutoencoderKL(**config.model.vae_kwargs())
+        if config.init_from is not None:
+            if not Path(config.init_from).is_dir():
+                raise FileNotFoundError(f"VAE folder {config.init_from} does not exist")
+            start = AutoencoderKL.from_pretrained(config.init_from, local_files_only=True, low_cpu_mem_usage=False)
+            try:
+                vae.load_state_dict(start.state_dict())
+            except RuntimeError as err:  # missing, unexpected or differently shaped parameters
+                raise ValueError(f"init_from {config.init_from} holds a different VAE than config.model: {err}") from err
+        self.model = _AutoencoderWithLoss(vae).to(device)
         self.dataset = _DiffusionSamples(config.model.image_size, config.data_root, config.background, config.seed)
 
     def forward(self, net: nn.Module, batch: dict[str, Any], autocast: contextlib.AbstractContextManager) -> StepOutput:
