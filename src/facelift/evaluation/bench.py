@@ -176,7 +176,6 @@ def _device_name(device: torch.device) -> str:
 
 def run_bench(settings: BenchSettings, device: torch.device, *, pipe=None) -> dict[str, Any]:
     """Time every stage; returns the JSON-able report (``stages``: median/min/max seconds and peak MiB)."""
-    from facelift.cameras.orbits import FACELIFT_VIEW_NAMES
     from facelift.cli.reconstruct import SAMPLE_PHOTO
     from facelift.pipeline.export import ResultSettings, export_result
     from facelift.pipeline.facelift import FaceLiftPipeline, FaceLiftResult
@@ -207,8 +206,7 @@ def run_bench(settings: BenchSettings, device: torch.device, *, pipe=None) -> di
             if settings.random is not None:  # untrained scales: a trained model's pixel-sized Gaussians instead
                 gaussians = dataclasses.replace(gaussians, scales=gaussians.scales.clamp(max=2.0 / pipe.diffusion.image_size))
         num_gaussians = gaussians.num
-        names = tuple(FACELIFT_VIEW_NAMES[i] for i in pipe.diffusion.generated_views)
-        result = FaceLiftResult(pre, views.float(), names, pipe.view_cameras(pre.azimuth_deg, views.shape[-1]), gaussians, {})
+        result = FaceLiftResult(pre, views.float(), pipe.view_names, pipe.view_cameras(pre.azimuth_deg, views.shape[-1]), gaussians, {})
         with tempfile.TemporaryDirectory() as tmp:
             try:
                 export_result(tmp, result, result_settings, on_stage=meter.switch)  # opens "rendering", then "export"

@@ -264,11 +264,12 @@ def evaluate_subject(pipe, subject: EvalSubject, settings: EvalSettings, metrics
             keys = [f"{subject.name}/{i}" for i in index]
             record["metrics"][group] = _summary(metrics.per_view(pred[index], subject.images[index], keys))
     if generated is not None:
+        generated = resize_views(generated, res)  # compared (and shown) at the ground truth's resolution
         gen_index = list(pipe.diffusion.generated_views)
         keys = [f"{subject.name}/{i}" for i in gen_index]
-        record["metrics"]["generated"] = _summary(metrics.per_view(resize_views(generated, res), subject.images[gen_index], keys))
+        record["metrics"]["generated"] = _summary(metrics.per_view(generated, subject.images[gen_index], keys))
     record["seconds"] = round(time.perf_counter() - start, 3)
-    return record, _preview(subject, pred, None if generated is None else resize_views(generated, res))
+    return record, _preview(subject, pred, generated)
 
 
 def _pooled(records: list[dict[str, Any]], group: str) -> dict[str, Any]:

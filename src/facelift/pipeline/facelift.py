@@ -209,6 +209,11 @@ class FaceLiftPipeline:
         out = self.diffusion.sample(images, num_inference_steps=steps, guidance_scale=guidance, eta=eta, solver=solver, generator=generators)
         return out.images.float().cpu()
 
+    @property
+    def view_names(self) -> tuple[str, ...]:
+        """Names of the generated views, in order (all six, or the five novel ones for the ablation model)."""
+        return tuple(FACELIFT_VIEW_NAMES[i] for i in self.diffusion.generated_views)
+
     def view_cameras(self, azimuth_deg: float = 0.0, resolution: int | None = None) -> Cameras:
         """The ``[V]`` cameras of the generated views around an input azimuth."""
         cams = facelift_views(float(azimuth_deg), resolution=resolution or self.diffusion.image_size)
@@ -312,5 +317,4 @@ class FaceLiftPipeline:
         gaussians = self.reconstruct(*self.reconstructor_inputs(pre.image, views, pre.azimuth_deg))
         _sync(self.device)
         timings["reconstruction"] = time.perf_counter() - start
-        names = tuple(FACELIFT_VIEW_NAMES[i] for i in self.diffusion.generated_views)
-        return FaceLiftResult(pre, views, names, cameras, gaussians.to("cpu"), timings)
+        return FaceLiftResult(pre, views, self.view_names, cameras, gaussians.to("cpu"), timings)
