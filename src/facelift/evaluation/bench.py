@@ -6,7 +6,8 @@ renders and the turntable frames, video encoding included) and ``export`` (PLY, 
 timed over ``repeats`` runs after ``warmup`` runs (CUDA synchronised at stage ends), and the median is
 reported with the minimum and maximum. Peak memory per stage: on CUDA the allocator's peak
 (``torch.cuda.max_memory_allocated``, reset at each stage start); on the CPU the peak resident set size
-of the process, sampled every 2 ms while the stage runs.
+of the process: on Linux the kernel's high-water mark (``VmHWM``, reset at each stage start through
+``/proc/self/clear_refs``), elsewhere the resident size sampled every 2 ms while the stage runs.
 
 Models are either real weights (``--weights``) or random ones of a named size (``--random default`` /
 ``--random official``): speed does not depend on the weights' values, except that the renderer's cost grows with the Gaussians'
@@ -45,6 +46,28 @@ def _rss_bytes() -> int:
         import resource
 
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS mark (Linux >= 4.0); False where that is not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return _peak_rss_bytes() is not None
+    except OSError:
+        return False
+
+
+def _peak_rss_bytes() -> int | None:
+    """``VmHWM`` of this process in bytes (None if unreadable)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 class StageMeter:
@@ -90,6 +113,7 @@ class StageMeter:
                 peak = torch.cuda.max_memory_allocated(self.device) / 2**20
                 self.peaks[name] = max(self.peaks.get(name, 0.0), peak)
             return
+        kernel_peak = _reset_peak_rss()
         peak = [_rss_bytes()]
         done = threading.Event()
 
@@ -106,7 +130,7 @@ class StageMeter:
             self.seconds[name] = time.perf_counter() - start
             done.set()
             thread.join()
-            peak[0] = max(peak[0], _rss_bytes())
+            peak[0] = max(peak[0], _rss_bytes(), (_peak_rss_bytes() or 0) if kernel_peak else 0)
             self.peaks[name] = max(self.peaks.get(name, 0.0), peak[0] / 2**20)
 
 
