@@ -129,14 +129,15 @@ def test_random_azimuth_rotates_the_fixed_views():
     assert render_subject("heads", 3, views=[0], **TINY).params["input_azimuth_deg"] == 0.0
 
 
-@pytest.mark.parametrize("supersample", [1, 2])
-def test_depth_is_consistent_across_views(supersample):
+@pytest.mark.parametrize("kind, index, supersample", [("heads", 7, 1), ("heads", 7, 2), ("objects", 25, 1)])
+def test_depth_is_consistent_across_views(kind, index, supersample):
     # Unproject view 0's depth to world points and project them into view 1 (45 degrees apart). Points whose
     # normal faces away from view 1 (within ~78 degrees of grazing) are self-occluded there and skipped; a
     # point agrees when one of the 4 pixel centres around its projection sees depth within 2%. The rest
-    # (under 10%) are points hidden in view 1 behind the nose, ears or hair.
+    # (under 10%) are points hidden in view 1 behind the nose, ears or hair. Object 25 has two tori, two of
+    # its parts carry a relief: their marched depth must be as consistent as the closed-form one.
     res = 48
-    r = render_subject("heads", 7, resolution=res, num_random=0, supersample=supersample, views=[0, 1], shadows=False)
+    r = render_subject(kind, index, resolution=res, num_random=0, supersample=supersample, views=[0, 1], shadows=False)
     offset = r.params["depth_pixel_offset"]  # where in its pixel depth was sampled (0.5: the centre)
     assert offset == 0.5  # pixel centres, also when supersampling
     cam0, cam1 = r.cameras[0], r.cameras[1]
@@ -156,7 +157,7 @@ def test_depth_is_consistent_across_views(supersample):
         d[inside] = d1[py[inside], px[inside]]
         error = torch.where(d > 0, torch.minimum(error, (d - z1).abs() / z1), error)
     overlap = facing & torch.isfinite(error)  # view 1 sees a surface there
-    assert overlap.sum() > 300
+    assert overlap.sum() > 200
     assert (error[overlap] <= 0.02).float().mean() >= 0.9
     # The same check against a camera 90 degrees further round fails: it is not vacuous.
     wrong = facelift_views(0.0, resolution=res)[3]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import pytest
 import torch
@@ -98,14 +98,22 @@ def test_parts_counts_and_roles(specs):
 
 
 def test_feature_frequencies(specs):
-    """Carving (~30%), wireframes (~25%), rings and every kind occur over the first ids."""
+    """Carving (~30%), wireframes (~25%), reliefs (~25% of solids), rings, tori and every kind occur over the first ids."""
     carved = sum(s.carved for s in specs.values()) / len(specs)
     wired = sum(s.wireframe for s in specs.values()) / len(specs)
     assert 0.1 <= carved <= 0.5 and 0.1 <= wired <= 0.45
     roles = {p.role for s in specs.values() for p in s.parts}
     kinds = {p.kind for s in specs.values() for p in s.parts if p.role == "solid"}
     assert {"ring", "carve", "wire"} <= roles
-    assert kinds == {Kind.SPHERE, Kind.BOX, Kind.CYLINDER, Kind.CONE}
+    assert kinds == {Kind.SPHERE, Kind.BOX, Kind.CYLINDER, Kind.CONE, Kind.TORUS}
+    solids = [p for s in specs.values() for p in s.parts if p.role == "solid"]
+    relief = sum(p.relief[0] > 0 for p in solids) / len(solids)
+    assert 0.12 <= relief <= 0.4
+    for p in solids:
+        assert (p.kind == Kind.TORUS) == (0.2 <= p.tube <= 0.45)
+        assert p.relief == (0.0, 1.0, 0.0) or (0.06 <= p.relief[0] <= 0.2 and 1.5 <= p.relief[1] <= 5.0)
+    for p in (p for s in specs.values() for p in s.parts if p.role != "solid"):
+        assert p.relief[0] == 0 and p.tube == 0  # carves, wires and rings are exact quadrics
     assert len({s.num_shapes for s in specs.values()}) >= 6
 
 
@@ -135,12 +143,13 @@ def test_renders_in_frame_from_facelift_views(object_id):
 
 
 def test_carving_changes_the_render(specs):
-    object_id = next(i for i, s in specs.items() if s.carved)
-    spec = specs[object_id]
-    carved = _render(build_object(spec).build())
-    solid = _render(build_object(spec, include_subtract=False).build())
-    changed = (carved - solid).abs().amax(1) > 0.05  # [6, H, W]
-    assert float(changed.float().mean()) > 0.005
+    fractions = []
+    for spec in [s for s in specs.values() if s.carved][:3]:
+        carved = _render(build_object(spec).build())
+        solid = _render(build_object(spec, include_subtract=False).build())
+        fractions.append(float(((carved - solid).abs().amax(1) > 0.05).float().mean()))  # of [6, H, W]
+    # Every carve shows somewhere (a small notch can be a few pixels at 32 px); most are clearly visible.
+    assert min(fractions) > 0 and max(fractions) > 0.005, fractions
 
 
 @pytest.mark.parametrize("direction", [(0, 0, 1), (0, 0, -1), (1, 0, 0), (0.3, -2.0, 0.5), (-1, -1, -1)])
@@ -153,3 +162,14 @@ def test_segment_rotation_points_local_z_along_the_segment(direction):
     torch.testing.assert_close(rot[:, 2], (b - a) / (b - a).norm())
     with pytest.raises(ValueError, match="differ"):
         segment_rotation(a, a)
+
+
+def test_relief_and_torus_reach_the_table_and_the_render():
+    spec = next(sample_object(i) for i in IDS if any(p.relief[0] > 0 for p in sample_object(i).parts))
+    table = build_object(spec).build()
+    for k, part in enumerate(spec.parts):
+        assert table.shape[0, k].tolist() == pytest.approx([*part.relief, part.tube])
+        assert int(table.kind[0, k]) == part.kind
+    flat = replace(spec, parts=tuple(replace(p, relief=(0.0, 1.0, 0.0)) for p in spec.parts))
+    a, b = _render(table, views=2), _render(build_object(flat).build(), views=2)
+    assert (a - b).abs().amax() > 0.2  # the relief changes what is seen

@@ -4,7 +4,14 @@ import pytest
 import torch
 
 from facelift.synthetic.primitives import Kind, Mask, Op, PrimitiveBuilder, PrimitiveTable
-from facelift.synthetic.raycast import bounding_spheres, cast_rays, intersect_intervals, local_normal
+from facelift.synthetic.raycast import (
+    MARCH_STEPS,
+    bounding_spheres,
+    cast_rays,
+    implicit_value,
+    intersect_intervals,
+    local_normal,
+)
 
 
 def _inside_local(kind: int, p: torch.Tensor) -> torch.Tensor:
@@ -145,3 +152,118 @@ def test_overlapping_carves_in_either_order():
         table = b.build(dtype=torch.float64)
         hits = cast_rays(table, torch.tensor([[[0.0, -3.0, 0.0]]], dtype=torch.float64), torch.tensor([[[0.0, 1.0, 0.0]]], dtype=torch.float64))
         assert hits.t[0, 0].item() == pytest.approx(2.8), order
+
+
+def _implicit_table(seed: int) -> PrimitiveTable:
+    """A torus, a relief sphere, box, cylinder and cone, and a relief torus, randomly placed."""
+    g = torch.Generator().manual_seed(seed)
+    b = PrimitiveBuilder()
+    specs = [
+        (Kind.TORUS, (0.0, 1.0, 0.0)),
+        (Kind.SPHERE, (0.15, 3.0, 1.0)),
+        (Kind.BOX, (0.12, 2.5, 2.0)),
+        (Kind.CYLINDER, (0.1, 4.0, 3.0)),
+        (Kind.CONE, (0.15, 2.0, 4.0)),
+        (Kind.TORUS, (0.2, 3.0, 5.0)),
+    ]
+    for kind, relief in specs:
+        c = ((torch.rand(3, generator=g) * 2 - 1) * 0.5).tolist()
+        size = (torch.rand(3, generator=g) * 0.4 + 0.25).tolist()
+        rot = tuple((torch.rand(3, generator=g) * 2 * math.pi).tolist())
+        b.add(kind, centre=c, size=size, rotation=rot, relief=relief, tube=0.3)
+    return b.build(dtype=torch.float64)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_implicit_intervals_match_dense_sampling(seed):
+    """Tori and reliefs: the marched first entry and last exit agree with a dense sampling of the
+    implicit function along each ray, except for chords thinner than the march can see."""
+    table = _implicit_table(seed)
+    o, d = _rays(400, seed)
+    t_in, t_out = intersect_intervals(table, o, d)
+    ts = torch.linspace(0, 5, 5001, dtype=torch.float64)
+    step = float(ts[1] - ts[0])
+    pts = o[0, :, None] + ts[None, :, None] * d[0, :, None]  # [R, S, 3]
+    checked = 0
+    for k in range(table.num):
+        a, b = table.w2l[0, k, :, :3], table.w2l[0, k, :, 3]
+        local = pts @ a.t() + b
+        inside = implicit_value(table.kind[0, k].expand(local.shape[:2]), table.shape[0, k].expand(*local.shape[:2], 4), local) <= 0
+        first = ts[inside.to(torch.uint8).argmax(-1)]
+        last = ts[inside.shape[1] - 1 - inside.flip(-1).to(torch.uint8).argmax(-1)]
+        any_in = inside.any(-1)
+        finite = torch.isfinite(t_in[0, :, k])
+        assert not (finite & ~any_in).any(), "a marched hit where the implicit function is never negative"
+        # Misses allowed only for thin chords (shorter than ~ a march step of the bounding chord).
+        long_chord = any_in & ((last - first) > 0.1)
+        assert finite[long_chord].all(), f"kind {int(table.kind[0, k])}: a thick chord was missed"
+        both = any_in & finite
+        torch.testing.assert_close(t_in[0, both, k], first[both], atol=step * 1.01, rtol=0)
+        torch.testing.assert_close(t_out[0, both, k], last[both], atol=step * 1.01, rtol=0)
+        checked += int(both.sum())
+    assert checked > 200
+
+
+def test_torus_hole_and_tube_depth():
+    b = PrimitiveBuilder()
+    b.add(Kind.TORUS, centre=(0, 0, 0), size=(1, 1, 1), tube=0.3)
+    table = b.build(dtype=torch.float64)
+    xs = torch.tensor([0.0, 0.3, 0.5, 0.7, 0.95, 1.02], dtype=torch.float64)
+    o = torch.stack([xs, torch.zeros_like(xs), torch.full_like(xs, 5.0)], -1)[None]
+    d = torch.tensor([0.0, 0.0, -1.0], dtype=torch.float64).expand(1, len(xs), 3)
+    hits = cast_rays(table, o, d)
+    expected = [5 - math.sqrt(0.09 - (x - 0.7) ** 2) if abs(x - 0.7) < 0.3 else math.inf for x in xs.tolist()]
+    assert hits.hit[0].tolist() == [math.isfinite(e) for e in expected]  # the hole and outside: misses
+    finite = hits.hit[0]
+    torch.testing.assert_close(hits.t[0, finite], torch.tensor(expected, dtype=torch.float64)[finite], atol=1e-5, rtol=0)  # bisection: ~chord / 40 / 4096
+    # Sideways through both tubes: first entry and last exit.
+    t_in, t_out = intersect_intervals(table, torch.tensor([[[-5.0, 0.0, 0.0]]], dtype=torch.float64), torch.tensor([[[1.0, 0.0, 0.0]]], dtype=torch.float64))
+    assert (t_in.item(), t_out.item()) == pytest.approx((4.0, 6.0), abs=1e-5)
+
+
+def test_implicit_culled_path_equals_batched_path():
+    a, b = _implicit_table(3), _implicit_table(4)
+    o, d = _rays(300, 8)
+    single = [intersect_intervals(t, o, d) for t in (a, b)]
+    batched = intersect_intervals(PrimitiveTable.stack([a, b]), o.expand(2, -1, -1), d.expand(2, -1, -1))
+    for i in range(2):
+        for x, y in zip(single[i], (batched[0][i : i + 1], batched[1][i : i + 1])):
+            finite = torch.isfinite(x)
+            assert torch.equal(finite, torch.isfinite(y))
+            torch.testing.assert_close(x[finite], y[finite], rtol=1e-9, atol=1e-9)
+
+
+def test_implicit_normals():
+    # A torus without relief: the numerical gradient is the analytic one, (p - nearest core point).
+    g = torch.Generator().manual_seed(0)
+    theta, phi = (torch.rand(2, 300, generator=g, dtype=torch.float64) * 2 * math.pi).unbind(0)
+    tube, ring = 0.3, 0.7
+    core = torch.stack([ring * torch.cos(theta), ring * torch.sin(theta), torch.zeros_like(theta)], -1)
+    outward = torch.stack([torch.cos(phi) * torch.cos(theta), torch.cos(phi) * torch.sin(theta), torch.sin(phi)], -1)
+    p = core + tube * outward
+    shape = torch.tensor([0.0, 1.0, 0.0, tube], dtype=torch.float64).expand(300, 4)
+    n = torch.nn.functional.normalize(local_normal(torch.full((300,), Kind.TORUS), p, shape), dim=-1)
+    torch.testing.assert_close(n, outward, atol=1e-5, rtol=0)
+    # With a relief, the normal is the gradient of the implicit function: a small step along it raises f.
+    relief = torch.tensor([0.2, 3.0, 1.0, 0.0], dtype=torch.float64).expand(300, 4)
+    q = torch.nn.functional.normalize(torch.randn(300, 3, generator=g, dtype=torch.float64), dim=-1) * 0.9
+    n = torch.nn.functional.normalize(local_normal(torch.zeros(300, dtype=torch.long), q, relief), dim=-1)
+    kind = torch.zeros(300, dtype=torch.long)
+    assert (implicit_value(kind, relief, q + 1e-3 * n) > implicit_value(kind, relief, q)).all()
+    # Quadric shapes are unchanged by passing their (relief-free) shape parameters.
+    torch.testing.assert_close(local_normal(kind, q, torch.zeros(300, 4, dtype=torch.float64)), local_normal(kind, q))
+
+
+def test_relief_only_removes_material():
+    """A relief surface lies inside its shape (the bounding entry can only move later)."""
+    plain, bumpy = PrimitiveBuilder(), PrimitiveBuilder()
+    plain.add(Kind.SPHERE, centre=(0, 0, 0), size=(0.8, 0.8, 0.8))
+    bumpy.add(Kind.SPHERE, centre=(0, 0, 0), size=(0.8, 0.8, 0.8), relief=(0.15, 3.0, 0.0))
+    o, d = _rays(500, 3)
+    a = cast_rays(plain.build(dtype=torch.float64), o, d)
+    b = cast_rays(bumpy.build(dtype=torch.float64), o, d)
+    assert not (b.hit & ~a.hit).any()
+    both = a.hit & b.hit
+    assert (b.t[both] >= a.t[both] - 1e-9).all()
+    assert (b.t[both] - a.t[both]).max() > 0.05  # and it is visible
+    assert MARCH_STEPS >= 16

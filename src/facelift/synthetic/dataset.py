@@ -70,7 +70,7 @@ Split = Literal["train", "test"]
 Background = Literal["random", "white", "black", "gray"]
 Mode = Literal["reconstructor", "diffusion"]
 
-GENERATOR_VERSION = "facelift-synth/1"
+GENERATOR_VERSION = "facelift-synth/2"
 """Written into every params.json and manifest line; bump when a change alters the pixels of an id."""
 
 HEAD_TRAIN_IDENTITIES = 200

@@ -1,11 +1,13 @@
 """Procedural objects in the spirit of Zeroverse (LRM-Zero): random unions of textured primitives.
 
-An object is 1-9 additive shapes (ellipsoids, boxes, cylinders, cones and rings) with random sizes,
-rotations, procedural textures and materials, attached to one another so that they read as one thing.
-About 30% of objects are carved by boolean subtractions (dents, notches, drilled holes), and about 25%
-carry a thin wireframe (the edges of a box or a jointed polyline of thin cylinders). There is no torus
-primitive: a ring is a short cylinder minus a coaxial, taller and thinner cylinder in its own carving
-``group``, so that the hole does not cut other parts.
+An object is 1-9 additive shapes (ellipsoids, boxes, cylinders, cones, tori and flat rings) with random
+sizes, rotations, procedural textures and materials, attached to one another so that they read as one
+thing. About a quarter of the solid shapes carry a height-field relief (value noise carved into the
+surface, :class:`~facelift.synthetic.primitives.PrimitiveTable` ``shape``). About 30% of objects are
+carved by boolean subtractions (dents, notches, drilled holes), and about 25% carry a thin wireframe (the
+edges of a box or a jointed polyline of thin cylinders). A flat ring (a washer) is a short cylinder minus
+a coaxial, taller and thinner cylinder in its own carving ``group``, so that the hole does not cut other
+parts; a torus is its own primitive.
 
 Everything is deterministic in the object id. The object is recentred and scaled so that its additive
 parts fit in a sphere of radius :data:`MAX_RADIUS` about the origin, which the reference cameras (orbit
@@ -49,6 +51,7 @@ ADDITIVE_ROLES = ("solid", "ring")
 _CARVE_PROB = 0.3
 _WIRE_PROB = 0.25
 _RING_PROB = 0.12
+_RELIEF_PROB = 0.25
 _CARVE_GROUP = 0
 _WIRE_GROUP = 1
 _FIRST_RING_GROUP = 2
@@ -84,6 +87,10 @@ class PartSpec:
     op: int = Op.ADD
     group: int = _CARVE_GROUP
     """Subtractions carve the additive parts of their own group only."""
+    relief: tuple[float, float, float] = (0.0, 1.0, 0.0)
+    """Height-field relief ``(depth, frequency, offset)`` in the canonical shape's units (depth 0: none)."""
+    tube: float = 0.0
+    """A torus's tube radius relative to its outer radius (tori only)."""
 
 
 @dataclass(frozen=True)
@@ -148,12 +155,15 @@ def _circle(n: int, z: float) -> Tensor:
     return torch.stack([torch.cos(a), torch.sin(a), torch.full_like(a, z)], -1)
 
 
-def _canonical_extremes(kind: int) -> Tensor:
+def _canonical_extremes(kind: int, tube: float = 0.0) -> Tensor:
     """Points of a canonical shape that include (or, for the sphere, densely sample) its extreme points.
 
     The farthest point of a convex set from any given point is an extreme point: the cube's corners,
-    the cylinder's cap rims, the cone's apex and base rim, every point of the sphere.
+    the cylinder's cap rims, the cone's apex and base rim, every point of the sphere. A torus is
+    bounded by its enclosing cylinder (rims of radius 1 at ``z = ±tube``).
     """
+    if kind == Kind.TORUS:
+        return torch.cat([_circle(96, -tube), _circle(96, tube)])
     if kind == Kind.BOX:
         return torch.tensor([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)], dtype=torch.float64)
     if kind == Kind.CYLINDER:
@@ -177,7 +187,7 @@ def part_extreme_points(part: PartSpec) -> Tensor:
     """
     rot = torch.tensor(part.rotation, dtype=torch.float64)
     size = torch.tensor(part.size, dtype=torch.float64)
-    return _canonical_extremes(part.kind) * size @ rot.T + torch.tensor(part.centre, dtype=torch.float64)
+    return _canonical_extremes(part.kind, part.tube) * size @ rot.T + torch.tensor(part.centre, dtype=torch.float64)
 
 
 def _tuple3(x: Tensor) -> tuple[float, float, float]:
@@ -278,13 +288,19 @@ def _sample_shapes(s: _Sampler, n: int) -> list[PartSpec]:
             parts += [ring, hole]
             anchors.append(ring)
             continue
-        kind = s.choice((Kind.SPHERE, Kind.BOX, Kind.CYLINDER, Kind.CONE), weights=(0.3, 0.3, 0.22, 0.18))
+        kind = s.choice((Kind.SPHERE, Kind.BOX, Kind.CYLINDER, Kind.CONE, Kind.TORUS), weights=(0.27, 0.27, 0.19, 0.16, 0.11))
         size = torch.tensor([s.uniform(0.15, 0.6) for _ in range(3)], dtype=torch.float64)
         # Keep every axis at least a third of the longest, so no part is a sliver seen end-on.
         size = torch.maximum(size, size.max() / 3)
-        if kind in (Kind.CYLINDER, Kind.CONE) and s.chance(0.6):  # round cross-sections read better
+        if kind in (Kind.CYLINDER, Kind.CONE, Kind.TORUS) and s.chance(0.6):  # round cross-sections read better
             size[1] = size[0]
-        part = PartSpec("solid", int(kind), _tuple3(centre), _tuple3(size), _rot_tuple(rot), material)
+        tube = s.uniform(0.2, 0.45) if kind == Kind.TORUS else 0.0
+        if kind == Kind.TORUS:  # a torus's z extent is tube * size[2]: keep the tube round-ish
+            size[2] = float(size[:2].mean())
+        relief = (0.0, 1.0, 0.0)
+        if s.chance(_RELIEF_PROB):
+            relief = (s.uniform(0.06, 0.2), s.uniform(1.5, 5.0), s.uniform(0.0, 100.0))
+        part = PartSpec("solid", int(kind), _tuple3(centre), _tuple3(size), _rot_tuple(rot), material, relief=relief, tube=tube)
         parts.append(part)
         anchors.append(part)
     return parts
@@ -293,13 +309,13 @@ def _sample_shapes(s: _Sampler, n: int) -> list[PartSpec]:
 def _sample_carves(s: _Sampler, shapes: list[PartSpec]) -> list[PartSpec]:
     """1-3 subtractions that cut the outside of the object: notches and dents at support points of
     its hull, or holes drilled through a solid shape (chosen in proportion to its volume)."""
-    solids = [p for p in shapes if p.role == "solid"]
+    solids = [p for p in shapes if p.role == "solid" and p.kind != Kind.TORUS]  # drilling a torus: no
     hull = torch.cat([part_extreme_points(p) for p in shapes if p.op == Op.ADD])  # [M, 3]
     extent = float((hull - (hull.amin(0) + hull.amax(0)) / 2).norm(dim=-1).max())
     carves: list[PartSpec] = []
     for _ in range(s.integer(1, 3)):
         material = _sample_material(s)
-        if s.chance(0.3):  # a hole drilled through a solid along one of its axes
+        if s.chance(0.3) and solids:  # a hole drilled through a solid along one of its axes
             target = s.choice(solids, weights=[math.prod(p.size) for p in solids])
             t_rot = torch.tensor(target.rotation, dtype=torch.float64)
             t_size = torch.tensor(target.size, dtype=torch.float64)
@@ -438,6 +454,7 @@ def build_object(spec: ObjectSpec, *, include_subtract: bool = True) -> Primitiv
             p.kind, centre=p.centre, size=p.size, rotation=torch.tensor(p.rotation, dtype=torch.float64),
             colour=m.colour, colour2=m.colour2, pattern=m.pattern, pattern_scale=m.pattern_scale,
             roughness=m.roughness, specular=m.specular, subsurface=m.subsurface, op=p.op, group=p.group,
+            relief=p.relief, tube=p.tube,
         )  # fmt: skip
     return b
 

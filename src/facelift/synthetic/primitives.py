@@ -2,9 +2,11 @@
 
 A scene is a padded table of ``K`` primitives per subject (``[B, K, ...]`` tensors). Every primitive is an
 affine image of a canonical shape (unit sphere, unit cube ``[-1, 1]^3``, capped unit cylinder along z,
-capped cone with base radius 1 at z = -1 and apex at z = +1), so one ``world -> local`` affine map and a
-kind id describe its geometry. Ray-primitive intersections are closed-form (``raycast.py``), which makes
-rendering exact (depth, normals), cheap and identical on CPU and GPU.
+capped cone with base radius 1 at z = -1 and apex at z = +1, torus about z with outer radius 1), so one
+``world -> local`` affine map and a kind id describe its geometry. Ray-primitive intersections are
+closed-form for the quadric shapes (``raycast.py``), which makes rendering exact (depth, normals), cheap
+and identical on CPU and GPU; tori and shapes with a surface relief (a height field that pushes the
+surface inward) are found by marching inside the closed-form interval of their bounding shape.
 
 Operations: ``ADD`` primitives are unioned; ``SUBTRACT`` primitives carve the ``ADD`` primitives of the
 same ``group`` (the carved surface takes the subtracting primitive's material, e.g. a mouth interior).
@@ -39,6 +41,8 @@ class Kind:
     BOX = 1
     CYLINDER = 2
     CONE = 3
+    TORUS = 4
+    """About local z: ring radius ``1 - tube``, tube radius ``tube`` (``shape[..., 3]``), outer radius 1."""
 
 
 class Op:
@@ -88,6 +92,10 @@ class PrimitiveTable:
         mask: ``[B, K]`` :class:`Mask` id; mask_params ``[B, K, 4]``.
         face: ``[B, K]`` 1 for the head primitive that carries brows, stubble and blush; face_params
             ``[B, K, 8]`` (brow colour/height/thickness, stubble density, blush strength, ...).
+        shape: ``[B, K, 4]`` ``(relief depth, relief frequency, relief offset, torus tube radius)``: a
+            relief depth ``> 0`` carves a value-noise height field of that depth (in units of the
+            canonical shape) and frequency into the surface; the tube radius (in ``(0, 1)``) is read
+            for :attr:`Kind.TORUS` only.
     """
 
     kind: Int[Tensor, "B K"]
@@ -105,6 +113,7 @@ class PrimitiveTable:
     mask_params: Float[Tensor, "B K 4"]
     face: Int[Tensor, "B K"]
     face_params: Float[Tensor, "B K 8"]
+    shape: Float[Tensor, "B K 4"]
 
     @property
     def batch_size(self) -> int:
@@ -209,8 +218,14 @@ class PrimitiveBuilder:
         mask_params=(0.0, 0.0, 0.0, 0.0),
         face: int = 0,
         face_params=(0.0,) * 8,
+        relief: tuple[float, float, float] = (0.0, 1.0, 0.0),
+        tube: float = 0.0,
     ) -> int:
-        """Add one primitive; ``rotation`` is a 3x3 matrix or (yaw, pitch, roll) radians. Returns its index."""
+        """Add one primitive; ``rotation`` is a 3x3 matrix or (yaw, pitch, roll) radians. Returns its index.
+
+        ``relief = (depth, frequency, offset)`` carves a height field into the surface (depth 0: none);
+        ``tube`` is a torus's tube radius relative to its outer radius (required for :attr:`Kind.TORUS`).
+        """
         if isinstance(rotation, Tensor):
             rot = rotation.to(torch.float64)
         elif rotation is None:
@@ -220,6 +235,10 @@ class PrimitiveBuilder:
         size_t = torch.tensor(size, dtype=torch.float64)
         if (size_t <= 0).any():
             raise ValueError(f"primitive size must be positive, got {tuple(size_t.tolist())}")
+        if kind == Kind.TORUS and not 0.0 < tube < 1.0:
+            raise ValueError(f"a torus needs a tube radius in (0, 1), got {tube}")
+        if not 0.0 <= relief[0] < 1.0 or relief[1] <= 0:
+            raise ValueError(f"relief depth must be in [0, 1) and its frequency positive, got {relief}")
         l2w_lin = self.pose_r @ rot @ torch.diag(size_t)
         l2w_t = self.pose_r @ torch.tensor(centre, dtype=torch.float64) + self.pose_t
         a = torch.linalg.inv(l2w_lin)
@@ -229,6 +248,7 @@ class PrimitiveBuilder:
                 kind=kind, op=op, group=group, w2l=w2l, colour=colour, colour2=colour if colour2 is None else colour2,
                 pattern=pattern, pattern_scale=pattern_scale, roughness=roughness, specular=specular,
                 subsurface=subsurface, mask=mask, mask_params=mask_params, face=face, face_params=face_params,
+                shape=(float(relief[0]), float(relief[1]), float(relief[2]), float(tube)),
             )  # fmt: skip
         )
         return len(self.rows) - 1
@@ -250,5 +270,5 @@ class PrimitiveBuilder:
             colour=col("colour"), colour2=col("colour2"), pattern=col("pattern", "i"),
             pattern_scale=col("pattern_scale"), roughness=col("roughness"), specular=col("specular"),
             subsurface=col("subsurface"), mask=col("mask", "i"), mask_params=col("mask_params"),
-            face=col("face", "i"), face_params=col("face_params"),
+            face=col("face", "i"), face_params=col("face_params"), shape=col("shape"),
         )  # fmt: skip

@@ -17,10 +17,11 @@ from torch import Tensor
 
 from facelift.cameras.cameras import Cameras
 from facelift.cameras.rays import camera_rays
+from facelift.synthetic.noise import fbm, value_noise
 from facelift.synthetic.primitives import Kind, Op, Pattern, PrimitiveTable
 from facelift.synthetic.raycast import any_hit, cast_rays, local_normal
 
-__all__ = ["Lighting", "SynthSettings", "SynthOutput", "render_scene", "value_noise"]
+__all__ = ["Lighting", "SynthSettings", "SynthOutput", "render_scene"]
 
 
 @dataclass
@@ -104,35 +105,6 @@ class SynthOutput:
     normals: Float[Tensor, "B V 3 H W"]
 
 
-def _hash(p: Tensor) -> Tensor:
-    """Deterministic pseudo-random value in [0, 1) per integer lattice point ``p [..., 3]`` (float)."""
-    h = torch.sin((p * p.new_tensor([127.1, 311.7, 74.7])).sum(-1)) * 43758.5453
-    return h - torch.floor(h)
-
-
-def value_noise(p: Float[Tensor, "*batch 3"]) -> Float[Tensor, "*batch"]:
-    """Smooth 3D value noise in [0, 1] (trilinear with smoothstep weights over a hashed lattice)."""
-    i = torch.floor(p)
-    f = p - i
-    w = f * f * (3 - 2 * f)
-    out = 0.0
-    for corner in range(8):
-        o = p.new_tensor([(corner >> 0) & 1, (corner >> 1) & 1, (corner >> 2) & 1])
-        weight = torch.prod(torch.where(o.bool(), w, 1 - w), -1)
-        out = out + weight * _hash(i + o)
-    return out
-
-
-def _fbm(p: Tensor, octaves: int = 3) -> Tensor:
-    total, amp, norm = 0.0, 1.0, 0.0
-    for _ in range(octaves):
-        total = total + amp * value_noise(p)
-        norm += amp
-        amp *= 0.5
-        p = p * 2.03 + 1.7
-    return total / norm
-
-
 def _mix(a: Tensor, b: Tensor, t: Tensor) -> Tensor:
     return a + (b - a) * t[..., None]
 
@@ -143,7 +115,7 @@ def _albedo(pattern: Tensor, scale: Tensor, c1: Tensor, c2: Tensor, p: Tensor) -
     out = c1.clone()
     sel = lambda k: pattern == k  # noqa: E731
     if sel(Pattern.NOISE).any():
-        out = torch.where(sel(Pattern.NOISE)[:, None], _mix(c1, c2, _fbm(ps * 4)), out)
+        out = torch.where(sel(Pattern.NOISE)[:, None], _mix(c1, c2, fbm(ps * 4)), out)
     if sel(Pattern.STRIPES).any():
         s = (torch.sin(ps[:, 2] * 12) > 0).to(p.dtype)
         out = torch.where(sel(Pattern.STRIPES)[:, None], _mix(c1, c2, s), out)
@@ -162,7 +134,7 @@ def _albedo(pattern: Tensor, scale: Tensor, c1: Tensor, c2: Tensor, p: Tensor) -
         streak = 0.55 * value_noise(q) + 0.45 * value_noise(q * 2.1 + 3.3)
         out = torch.where(sel(Pattern.HAIR)[:, None], _mix(c1, c2, streak), out)
     if sel(Pattern.SKIN).any():
-        mottle = 1.0 + 0.08 * (_fbm(ps * 6, 2) - 0.5)
+        mottle = 1.0 + 0.08 * (fbm(ps * 6, 2) - 0.5)
         out = torch.where(sel(Pattern.SKIN)[:, None], c1 * mottle[:, None], out)
     if sel(Pattern.IRIS).any():
         u = torch.nn.functional.normalize(p, dim=-1)
@@ -220,7 +192,7 @@ def _surface_normal(table: PrimitiveTable, b_idx: Tensor, prim: Tensor, inward: 
     w2l = table.w2l[b_idx, prim]  # [N, 3, 4]
     a = w2l[..., :3]
     p_local = (a @ p[..., None])[..., 0] + w2l[..., 3]
-    n = (a.transpose(-1, -2) @ local_normal(table.kind[b_idx, prim], p_local)[..., None])[..., 0]
+    n = (a.transpose(-1, -2) @ local_normal(table.kind[b_idx, prim], p_local, table.shape[b_idx, prim])[..., None])[..., 0]
     n = torch.nn.functional.normalize(n, dim=-1)
     n = torch.where(inward[:, None], -n, n)
     n = torch.where(((n * view_d).sum(-1) > 0)[:, None], -n, n)  # face the viewer
