@@ -247,20 +247,38 @@ def bounding_spheres(table: PrimitiveTable) -> tuple[Tensor, Tensor]:
 
 
 def _candidates(table: PrimitiveTable, origins: Tensor, dirs: Tensor, near: float) -> Tensor:
-    """``[R, K]`` True where a ray of subject 0 meets a primitive's bounding sphere beyond ``near``."""
+    """``[R, K]`` True where a ray of subject 0 meets a primitive's bounding sphere beyond ``near``.
+
+    With ``b = d.(o - c)``, ``q = |o - c|² - r²`` and ``disc = b² - |d|² q``, a ray meets the sphere iff
+    ``disc >= 0``, and its far crossing ``(-b + sqrt(disc)) / |d|²`` lies beyond ``near`` iff
+    ``sqrt(disc) > m = near |d|² + b``, i.e. ``m < 0 or disc > m²``: no square root. When all rays share
+    one origin (a camera's primary rays) the test is angular: a sphere seen at distance ``D`` under the
+    half-angle ``asin(r / D)`` is met by the unit directions within that angle of its centre, one matrix
+    product and a comparison (spheres around the origin are always candidates; the angle is widened by
+    1e-5 relative so that rounding never drops a grazing ray).
+    """
     c, r = bounding_spheres(table)
     c, r = c[0], r[0]
     o, d = origins[0], dirs[0]
-    # |o + t d - c|² = r² with b = d.(o - c): expanded so that the [R, K] terms are two matrix products.
-    dd = (d * d).sum(-1, keepdim=True)
+    if bool((o == o[:1]).all()):
+        oc = c - o[0]  # [K, 3]
+        dist = oc.norm(dim=-1)
+        sin_a = (r * (1 + 1e-5) / dist.clamp_min(1e-12)).clamp(max=1)
+        cos_a = torch.where(r > 0, torch.sqrt(1 - sin_a * sin_a), torch.full_like(r, 2.0))  # padding: never
+        w = oc / dist.clamp_min(1e-12)[:, None]
+        u = d * torch.rsqrt((d * d).sum(-1, keepdim=True))
+        return (u @ w.t() >= cos_a) | ((dist <= r * (1 + 1e-5)) & (r > 0))
+    dd = (d * d).sum(-1, keepdim=True)  # [R, 1]
     b = (o * d).sum(-1, keepdim=True) - d @ c.t()
-    oc2 = (o * o).sum(-1, keepdim=True) - 2 * (o @ c.t()) + (c * c).sum(-1)
-    disc = b * b - dd * (oc2 - r * r)
-    far = (-b + torch.sqrt(disc.clamp_min(0))) / dd
-    return (disc >= 0) & (far > near) & (r > 0)
+    q = (o * o).sum(-1, keepdim=True) - 2 * (o @ c.t()) + ((c * c).sum(-1) - r * r)
+    disc = b * b - dd * q
+    m = b + near * dd
+    return (disc >= 0) & ((m < 0) | (disc > m * m)) & (r > 0)
 
 
-def intersect_intervals(table: PrimitiveTable, origins: Tensor, dirs: Tensor, near: float = 0.0) -> tuple[Tensor, Tensor]:
+def intersect_intervals(
+    table: PrimitiveTable, origins: Tensor, dirs: Tensor, near: float = 0.0, candidates: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
     """Entry and exit ``t`` of every ray with every primitive (``+inf, -inf`` on a miss).
 
     For one subject, rays are first culled against the primitives' bounding spheres and only the
@@ -272,6 +290,7 @@ def intersect_intervals(table: PrimitiveTable, origins: Tensor, dirs: Tensor, ne
         table: ``[B, K]`` primitives.
         origins, dirs: ``[B, R, 3]`` world rays.
         near: pairs whose bounding sphere lies entirely before ``near`` may be reported as misses.
+        candidates: ``[R, K]`` bounding-sphere hits of a single subject's rays, if already known.
 
     Returns:
         ``(t_in, t_out)``, ``[B, R, K]`` each, in the world ray's parameter.
@@ -290,20 +309,56 @@ def intersect_intervals(table: PrimitiveTable, origins: Tensor, dirs: Tensor, ne
         return torch.where(pad | (t_in > t_out), _INF, t_in), torch.where(pad | (t_in > t_out), -_INF, t_out)
     t_in = torch.full((1, R, table.num), _INF, dtype=origins.dtype, device=origins.device)
     t_out = torch.full_like(t_in, -_INF)
-    ray, prim = torch.nonzero(_candidates(table, origins, dirs, near), as_tuple=True)
+    if candidates is None:
+        candidates = _candidates(table, origins, dirs, near)
+    ray, prim, lo, hi = _pair_intervals(table, origins, dirs, candidates)
+    t_in[0, ray, prim] = lo
+    t_out[0, ray, prim] = hi
+    return t_in, t_out
+
+
+def _pair_intervals(table: PrimitiveTable, origins: Tensor, dirs: Tensor, candidates: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Intervals of the candidate pairs of one subject: ``(ray, prim, t_in, t_out)``, flat ``[P]`` each.
+
+    Pairs are enumerated primitive by primitive with the primitives sorted by kind, so that each
+    primitive's rays are one contiguous slice (local rays: one ``[n, 3] @ [3, 3]`` product per primitive;
+    a shared origin is transformed once) and each kind's pairs are one slice for its closed form.
+    """
+    kind = table.kind[0]
+    order = torch.argsort(kind, stable=True)
+    pi, ray = torch.nonzero(candidates.t().index_select(0, order), as_tuple=True)
+    prim = order.index_select(0, pi)
     if len(ray) == 0:
-        return t_in, t_out
-    kind_p = kind[0].index_select(0, prim)
+        empty = origins.new_empty(0)
+        return ray, prim, empty, empty
+    counts = torch.bincount(pi, minlength=table.num).tolist()
+    w2l = table.w2l[0].index_select(0, order)  # [K, 3, 4]
+    o_world, d_world = origins[0], dirs[0].index_select(0, ray)
+    shared = bool((o_world == o_world[:1]).all())
+    if shared:
+        o_prim = (w2l[..., :3] @ o_world[0]) + w2l[..., 3]  # [K, 3]
+    else:
+        o_world = o_world.index_select(0, ray)
+    o_parts, d_parts, start = [], [], 0
+    for k, n in enumerate(counts):
+        if n == 0:
+            continue
+        a_t = w2l[k, :, :3].t()
+        d_parts.append(d_world[start : start + n] @ a_t)
+        o_parts.append(o_prim[k].expand(n, 3) if shared else o_world[start : start + n] @ a_t + w2l[k, :, 3])
+        start += n
+    o_all, d_all = torch.cat(o_parts), torch.cat(d_parts)
     routines = {Kind.SPHERE: _sphere_interval, Kind.BOX: _box_interval}
-    implicit_cols = is_implicit(kind[0], table.shape[0])
-    for kd in torch.unique(kind_p).tolist():
-        sel = torch.nonzero(kind_p == kd).flatten()
-        r_sel, p_sel = ray.index_select(0, sel), prim.index_select(0, sel)
-        w2l = table.w2l[0].index_select(0, p_sel)  # [P, 3, 4]
-        a = w2l[..., :3]
-        o = (a @ origins[0].index_select(0, r_sel)[..., None])[..., 0] + w2l[..., 3]
-        d = (a @ dirs[0].index_select(0, r_sel)[..., None])[..., 0]
-        k_sel = torch.full((len(sel),), kd, device=o.device)
+    implicit_cols = is_implicit(kind, table.shape[0])
+    kinds_sorted = kind.index_select(0, order).tolist()
+    lo_parts, hi_parts, start = [], [], 0
+    for kd in sorted(set(kinds_sorted)):
+        n = sum(c for c, k in zip(counts, kinds_sorted) if k == kd)
+        if n == 0:
+            continue
+        o, d, p_sel = o_all[start : start + n], d_all[start : start + n], prim[start : start + n]
+        start += n
+        k_sel = torch.full((n,), kd, device=o.device)
         sh = table.shape[0].index_select(0, p_sel)
         if kd in routines:
             lo, hi = routines[kd](o, d)
@@ -311,9 +366,9 @@ def intersect_intervals(table: PrimitiveTable, origins: Tensor, dirs: Tensor, ne
             lo, hi = _quadric_interval(k_sel, *_bound_rays(k_sel, sh, o, d))
         if bool(implicit_cols[p_sel].any()):
             lo, hi = _implicit_intervals(k_sel, sh, o, d, lo, hi)
-        t_in[0, r_sel, p_sel] = lo
-        t_out[0, r_sel, p_sel] = hi
-    return t_in, t_out
+        lo_parts.append(lo)
+        hi_parts.append(hi)
+    return ray, prim, torch.cat(lo_parts), torch.cat(hi_parts)
 
 
 def _hairline_keep(p: Tensor, params: Tensor) -> Tensor:
@@ -380,7 +435,26 @@ def cast_rays(table: PrimitiveTable, origins: Tensor, dirs: Tensor, near: float 
     if table.batch_size != 1:
         hits = [cast_rays(table[b], origins[b : b + 1], dirs[b : b + 1], near) for b in range(table.batch_size)]
         return RayHits(*(torch.cat([getattr(h, k) for h in hits]) for k in ("t", "prim", "inward", "hit")))
-    t_in, t_out = intersect_intervals(table, origins, dirs, near)
+    # Only the rays that meet some bounding sphere are cast (the background of a view is most of it).
+    candidates = _candidates(table, origins, dirs, near)
+    rows = torch.nonzero(candidates.any(-1)).flatten()
+    R = origins.shape[1]
+    if len(rows) < R:
+        t = torch.full((1, R), _INF, dtype=origins.dtype, device=origins.device)
+        prim = torch.zeros((1, R), dtype=torch.long, device=origins.device)
+        flags = torch.zeros((1, R), dtype=torch.bool, device=origins.device)
+        out = RayHits(t, prim, flags, flags.clone())
+        if len(rows):
+            sub = _cast_candidates(table, origins[:, rows], dirs[:, rows], near, candidates[rows])
+            for k in ("t", "prim", "inward", "hit"):
+                getattr(out, k)[0, rows] = getattr(sub, k)[0]
+        return out
+    return _cast_candidates(table, origins, dirs, near, candidates)
+
+
+def _cast_candidates(table: PrimitiveTable, origins: Tensor, dirs: Tensor, near: float, candidates: Tensor) -> RayHits:
+    """:func:`cast_rays` for one subject whose bounding-sphere candidates are known."""
+    t_in, t_out = intersect_intervals(table, origins, dirs, near, candidates)
     t = torch.where((table.op[:, None] == Op.ADD) & (t_in > near), t_in, torch.full_like(t_in, _INF))[0]  # [R, K]
     carved_by = None
     # Carving: a hit inside a subtracting primitive of the same group moves to that primitive's exit, if
@@ -427,9 +501,18 @@ def any_hit(table: PrimitiveTable, origins: Tensor, dirs: Tensor, near: float = 
     Carves and masks are ignored, except that masked primitives (hair shells) do not occlude; a ray that
     starts inside a primitive is not occluded by it.
     """
-    t_in, _ = intersect_intervals(table, origins, dirs, near)
     occluder = (table.op == Op.ADD) & (table.mask == Mask.NONE)
-    return ((t_in > near) & (t_in < far) & occluder[:, None]).any(-1)
+    if table.batch_size != 1:
+        t_in, _ = intersect_intervals(table, origins, dirs, near)
+        return ((t_in > near) & (t_in < far) & occluder[:, None]).any(-1)
+    cols = torch.nonzero(occluder[0]).flatten()  # only occluders are intersected
+    out = torch.zeros(origins.shape[:2], dtype=torch.bool, device=origins.device)
+    if len(cols) == 0:
+        return out
+    table = _select_cols(table, cols)
+    ray, _, t_in, _ = _pair_intervals(table, origins, dirs, _candidates(table, origins, dirs, near))
+    out[0, ray[(t_in > near) & (t_in < far)]] = True
+    return out
 
 
 def local_normal(kind: Tensor, p: Tensor, shape: Tensor | None = None) -> Tensor:

@@ -171,20 +171,29 @@ def _face_layer(base: Tensor, p: Tensor, params: Tensor) -> Tensor:
 
 
 def _ambient_occlusion(table: PrimitiveTable, b_idx: Tensor, prim: Tensor, p: Tensor, n: Tensor) -> Tensor:
-    """Analytic occlusion by every other primitive, each approximated by its equivalent sphere."""
+    """Analytic occlusion by every other primitive, each approximated by its equivalent sphere.
+
+    Per point and occluder (centre ``c``, radius ``r``, ``v = c - p``): ``max(0, cos(n, v)) * min(1, r / |v|)²``,
+    summed over the additive, unmasked occluders that do not contain the point; ``|v|²`` and ``n.v`` are
+    matrix products per subject (``[N, K]`` without ``[N, K, 3]`` temporaries).
+    """
     lin = torch.linalg.inv(table.w2l[..., :3])  # [B, K, 3, 3] local -> world
     centre = -(lin @ table.w2l[..., 3:4])[..., 0]  # [B, K, 3]
     radius = torch.linalg.det(lin).abs().pow(1 / 3)  # [B, K]
-    c = centre[b_idx]  # [N, K, 3]
-    r = radius[b_idx]
-    v = c - p[:, None]
-    dist = v.norm(dim=-1).clamp_min(1e-6)
-    cos = ((v * n[:, None]).sum(-1) / dist).clamp_min(0)
-    occ = cos * (r / dist).clamp(max=1) ** 2
-    valid = (table.kind[b_idx] != Kind.NONE) & (table.op[b_idx] == Op.ADD) & (table.mask[b_idx] == 0) & (dist > r)
-    valid &= torch.arange(table.num, device=p.device) != prim[:, None]
-    occ = torch.where(valid, occ, torch.zeros_like(occ)).sum(-1)
-    return (1 - 0.6 * occ).clamp(0.25, 1)
+    static = (table.kind != Kind.NONE) & (table.op == Op.ADD) & (table.mask == 0)  # [B, K]
+    out = torch.ones(len(p), dtype=p.dtype, device=p.device)
+    for b in torch.unique(b_idx).tolist():
+        sel = torch.nonzero(b_idx == b).flatten()
+        cols = torch.nonzero(static[b]).flatten()  # the possible occluders only
+        ps, ns, c, r = p[sel], n[sel], centre[b, cols], radius[b, cols]
+        dist2 = (ps * ps).sum(-1, keepdim=True) - 2 * (ps @ c.t()) + (c * c).sum(-1)
+        dist = dist2.clamp_min(1e-12).sqrt()
+        vn = ns @ c.t() - (ps * ns).sum(-1, keepdim=True)
+        inv_d = 1 / dist.clamp_min(1e-6)
+        occ = (vn * inv_d).clamp_min(0) * (r * inv_d).clamp(max=1) ** 2
+        valid = (dist > r) & (cols != prim[sel, None])
+        out[sel] = (1 - 0.6 * torch.where(valid, occ, torch.zeros_like(occ)).sum(-1)).clamp(0.25, 1)
+    return out
 
 
 def _surface_normal(table: PrimitiveTable, b_idx: Tensor, prim: Tensor, inward: Tensor, p: Tensor, view_d: Tensor):
@@ -227,9 +236,11 @@ def _shade(table: PrimitiveTable, light: Lighting, b_idx: Tensor, prim: Tensor, 
         ndl = (n * ldir).sum(-1)
         wrap = ((ndl + sss * 0.5) / (1 + sss * 0.5)).clamp_min(0)
         shadow = torch.ones_like(ndl)
-        if settings.shadows:
-            occluded = any_hit_flat(table, b_idx, p + n * 2e-3, ldir_j)
-            shadow = torch.where(occluded, torch.full_like(shadow, 0.15), shadow)
+        if settings.shadows:  # only where the key light can contribute (diffuse and highlight need wrap > 0)
+            need = torch.nonzero((wrap > 0) & lit).flatten()
+            if len(need):
+                occluded = any_hit_flat(table, b_idx[need], p[need] + n[need] * 2e-3, ldir_j[need])
+                shadow[need] = torch.where(occluded, torch.full_like(occluded, 0.15, dtype=shadow.dtype), shadow[need])
         shadow = torch.where(lit, shadow, torch.zeros_like(shadow))
         # Warm, reddish terminator for subsurface-like skin.
         sss_tint = 1 + sss[:, None] * torch.tensor([0.12, -0.04, -0.08], device=p.device) * (1 - ndl.clamp(0, 1))[:, None]
