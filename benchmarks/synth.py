@@ -34,7 +34,8 @@ from facelift.synthetic.primitives import Op, Pattern, PrimitiveTable  # noqa: E
 from facelift.synthetic.render import Lighting, SynthSettings, render_scene  # noqa: E402
 
 
-def bench_views(kind: str, subjects: int, views: int, res: int, device: torch.device, settings: SynthSettings) -> dict:
+def bench_views(kind: str, subjects: int, views: int, res: int, device: torch.device, settings: SynthSettings, repeats: int = 3) -> dict:
+    """Render ``subjects`` x ``views`` views in one call, ``repeats`` times after a warm-up; the median run counts."""
     if kind == "heads":
         tables = [head_scene(i, i % 50)[0] for i in range(subjects)]
     else:
@@ -47,14 +48,17 @@ def bench_views(kind: str, subjects: int, views: int, res: int, device: torch.de
     cams = Cameras.stack([cams] * subjects)
     light = Lighting.random(subjects, torch.Generator().manual_seed(0), ambient_only_prob=0.0)
     render_scene(table[:1], cams[:1], Lighting(*(getattr(light, k)[:1] for k in ("sky", "horizon", "ground", "key_dir", "key_colour", "softness"))), settings)  # warm-up
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    render_scene(table, cams, light, settings)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    seconds = time.perf_counter() - start
-    return {"kind": kind, "views": subjects * views, "seconds": seconds, "views_per_s": subjects * views / seconds, "primitives": table.num}
+    runs = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        render_scene(table, cams, light, settings)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        runs.append(time.perf_counter() - start)
+    seconds = statistics.median(runs)
+    return {"kind": kind, "views": subjects * views, "seconds": seconds, "runs_s": runs, "views_per_s": subjects * views / seconds, "primitives": table.num}
 
 
 def export_for_cycles(identity: int, variant: int, res: int, views: int, samples: int, threads: int) -> dict:
@@ -107,6 +111,7 @@ def main() -> None:
     parser.add_argument("--cycles-samples", type=int, default=16)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--kinds", default="heads,objects")
+    parser.add_argument("--repeats", type=int, default=3, help="timed renders of all views; the median counts")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -117,12 +122,12 @@ def main() -> None:
     results = {"device": str(device), "baseline_s": base, "res": args.res, "facelift": [], "cycles": None}
     for kind in args.kinds.split(","):
         try:
-            r = bench_views(kind, args.subjects, args.views, args.res, device, settings)
+            r = bench_views(kind, args.subjects, args.views, args.res, device, settings, args.repeats)
         except ImportError as err:
             print(f"[{kind}] skipped: {err}")
             continue
         results["facelift"].append(r)
-        print(f"[facelift {kind}] {r['views']} views at {args.res}^2 in {r['seconds']:.2f} s: {r['views_per_s']:.2f} views/s "
+        print(f"[facelift {kind}] {r['views']} views at {args.res}^2 in {r['seconds']:.2f} s (median of {args.repeats}): {r['views_per_s']:.2f} views/s "
               f"({1e3 / r['views_per_s']:.0f} ms/view, {r['seconds'] / base:.2f}x baseline), {r['primitives']} primitives/subject")
     if args.blender_python:
         c = bench_cycles(args.blender_python, args.res, max(3, args.views), args.cycles_samples, args.threads)

@@ -138,7 +138,7 @@ def _march(kind: Tensor, shape: Tensor, o: Tensor, d: Tensor, lo: Tensor, hi: Te
     mid = (out_t + in_t) / 2
     t_in = torch.where(first == 0, a, mid[:, 0])
     t_out = torch.where(last == MARCH_STEPS, b, mid[:, 1])
-    return torch.where(hit, t_in, torch.full_like(t_in, _INF)), torch.where(hit, t_out, torch.full_like(t_out, -_INF))
+    return torch.where(hit, t_in, _INF), torch.where(hit, t_out, -_INF)
 
 
 def _implicit_intervals(kind: Tensor, shape: Tensor, o: Tensor, d: Tensor, lo: Tensor, hi: Tensor) -> tuple[Tensor, Tensor]:
@@ -165,7 +165,7 @@ def _sphere_interval(o: Tensor, d: Tensor) -> tuple[Tensor, Tensor]:
 
 def _box_interval(o: Tensor, d: Tensor) -> tuple[Tensor, Tensor]:
     """Unit cube ``[-1, 1]^3`` (slab method)."""
-    inv = 1.0 / torch.where(d.abs() > 1e-12, d, torch.full_like(d, 1e-12))
+    inv = 1.0 / torch.where(d.abs() > 1e-12, d, 1e-12)
     t1 = (-1 - o) * inv
     t2 = (1 - o) * inv
     t_in = torch.minimum(t1, t2).amax(-1)
@@ -188,11 +188,11 @@ def _quadric_interval(kind: Tensor, o: Tensor, d: Tensor) -> tuple[Tensor, Tenso
     slabs = _SLABS.to(o.device)[kind]  # [..., 3]
     for axis in range(3):
         oa, da = o[..., axis], d[..., axis]
-        safe = torch.where(da.abs() > 1e-12, da, torch.full_like(da, 1e-12))
+        safe = torch.where(da.abs() > 1e-12, da, 1e-12)
         t1, t2 = (-1 - oa) / safe, (1 - oa) / safe
         parallel_inside = (da.abs() <= 1e-12) & (oa.abs() <= 1)
-        s_lo = torch.where(parallel_inside, torch.full_like(t1, -_INF), torch.minimum(t1, t2))
-        s_hi = torch.where(parallel_inside, torch.full_like(t1, _INF), torch.maximum(t1, t2))
+        s_lo = torch.where(parallel_inside, -_INF, torch.minimum(t1, t2))
+        s_hi = torch.where(parallel_inside, _INF, torch.maximum(t1, t2))
         on = slabs[..., axis]
         lo = torch.where(on, torch.maximum(lo, s_lo), lo)
         hi = torch.where(on, torch.minimum(hi, s_hi), hi)
@@ -207,8 +207,8 @@ def _quadric_interval(kind: Tensor, o: Tensor, d: Tensor) -> tuple[Tensor, Tenso
     lin = qb.abs() > 1e-12
     qb_safe = torch.where(lin, qb, torch.ones_like(qb))
     root = -qc / qb_safe
-    lin_lo = torch.where(lin, torch.where(qb > 0, torch.full_like(qb, -_INF), root), torch.where(qc <= 0, -_INF, _INF))
-    lin_hi = torch.where(lin, torch.where(qb > 0, root, torch.full_like(qb, _INF)), torch.where(qc <= 0, _INF, -_INF))
+    lin_lo = torch.where(lin, torch.where(qb > 0, -_INF, root), torch.where(qc <= 0, -_INF, _INF))
+    lin_hi = torch.where(lin, torch.where(qb > 0, root, _INF), torch.where(qc <= 0, _INF, -_INF))
     # qa > 0: inside between the roots. qa < 0 (cone, steep ray): inside outside the roots; the slab keeps
     # the one half-line that belongs to the lower nappe.
     left_lo, left_hi = lo, torch.minimum(hi, r_lo)
@@ -219,8 +219,8 @@ def _quadric_interval(kind: Tensor, o: Tensor, d: Tensor) -> tuple[Tensor, Tenso
     t_in = torch.where(flat, torch.maximum(lo, lin_lo), torch.where(qa > 0, torch.maximum(lo, r_lo), neg_lo))
     t_out = torch.where(flat, torch.minimum(hi, lin_hi), torch.where(qa > 0, torch.minimum(hi, r_hi), neg_hi))
     # No real root: qa > 0 means never inside; qa < 0 means inside along the whole slab interval.
-    t_in = torch.where(no_root & ~flat, torch.where(qa > 0, torch.full_like(lo, _INF), lo), t_in)
-    t_out = torch.where(no_root & ~flat, torch.where(qa > 0, torch.full_like(hi, -_INF), hi), t_out)
+    t_in = torch.where(no_root & ~flat, torch.where(qa > 0, _INF, lo), t_in)
+    t_out = torch.where(no_root & ~flat, torch.where(qa > 0, -_INF, hi), t_out)
     miss = t_in > t_out
     return torch.where(miss, _INF, t_in), torch.where(miss, -_INF, t_out)
 
@@ -264,7 +264,7 @@ def _candidates(table: PrimitiveTable, origins: Tensor, dirs: Tensor, near: floa
         oc = c - o[0]  # [K, 3]
         dist = oc.norm(dim=-1)
         sin_a = (r * (1 + 1e-5) / dist.clamp_min(1e-12)).clamp(max=1)
-        cos_a = torch.where(r > 0, torch.sqrt(1 - sin_a * sin_a), torch.full_like(r, 2.0))  # padding: never
+        cos_a = torch.where(r > 0, torch.sqrt(1 - sin_a * sin_a), 2.0)  # padding: never
         w = oc / dist.clamp_min(1e-12)[:, None]
         u = d * torch.rsqrt((d * d).sum(-1, keepdim=True))
         return (u @ w.t() >= cos_a) | ((dist <= r * (1 + 1e-5)) & (r > 0))
@@ -455,7 +455,7 @@ def cast_rays(table: PrimitiveTable, origins: Tensor, dirs: Tensor, near: float 
 def _cast_candidates(table: PrimitiveTable, origins: Tensor, dirs: Tensor, near: float, candidates: Tensor) -> RayHits:
     """:func:`cast_rays` for one subject whose bounding-sphere candidates are known."""
     t_in, t_out = intersect_intervals(table, origins, dirs, near, candidates)
-    t = torch.where((table.op[:, None] == Op.ADD) & (t_in > near), t_in, torch.full_like(t_in, _INF))[0]  # [R, K]
+    t = torch.where((table.op[:, None] == Op.ADD) & (t_in > near), t_in, _INF)[0]  # [R, K]
     carved_by = None
     # Carving: a hit inside a subtracting primitive of the same group moves to that primitive's exit, if
     # the additive primitive still continues there (else the ray passes through). Only the rays that meet
@@ -472,19 +472,21 @@ def _cast_candidates(table: PrimitiveTable, origins: Tensor, dirs: Tensor, near:
         t_rows = t.index_select(0, rows)
         s_in, s_out = t_in[0, rows, s, None], t_out[0, rows, s, None]
         inside = same & (t_rows >= s_in) & (t_rows < s_out)
-        moved = torch.where(s_out <= t_out[0].index_select(0, rows), s_out.expand_as(t_rows), torch.full_like(t_rows, _INF))
+        moved = torch.where(s_out <= t_out[0].index_select(0, rows), s_out.expand_as(t_rows), _INF)
         t[rows] = torch.where(inside, moved, t_rows)
-        carved_by[rows] = torch.where(inside, torch.full_like(carved_by[rows], s), carved_by[rows])
+        carved_by[rows] = carved_by[rows].masked_fill(inside, s)
     # Surface masks (hair-lines, cut planes) on the primitives' own (uncarved) surfaces.
     masked = torch.nonzero(table.mask[0] != Mask.NONE).flatten()
     if len(masked):
-        o, d = _local_rays(table, origins, dirs, masked)
         t_m = t.index_select(1, masked)
+        rows = torch.nonzero(torch.isfinite(t_m).any(-1)).flatten()  # rays that reach a masked surface
+        o, d = _local_rays(table, origins.index_select(1, rows), dirs.index_select(1, rows), masked)
+        t_m = t_m.index_select(0, rows)
         p_local = (o + torch.where(torch.isfinite(t_m), t_m, torch.zeros_like(t_m))[None, ..., None] * d)[0]
         keep = _mask_keep(_select_cols(table, masked), p_local[None])[0]
         if carved_by is not None:
-            keep = keep | (carved_by.index_select(1, masked) >= 0)
-        t[:, masked] = torch.where(keep, t_m, torch.full_like(t_m, _INF))
+            keep = keep | carved_by.index_select(1, masked).index_select(0, rows).ge(0)
+        t[rows[:, None], masked] = torch.where(keep, t_m, _INF)
     t_best, k_best = t.min(-1)
     hit = torch.isfinite(t_best)
     prim, inward = k_best, torch.zeros_like(hit)

@@ -109,41 +109,46 @@ def _mix(a: Tensor, b: Tensor, t: Tensor) -> Tensor:
     return a + (b - a) * t[..., None]
 
 
-def _albedo(pattern: Tensor, scale: Tensor, c1: Tensor, c2: Tensor, p: Tensor) -> Tensor:
-    """Base colour ``[N, 3]`` of ``N`` surface points given their primitives' texture parameters."""
-    ps = p * scale[:, None]
-    out = c1.clone()
-    sel = lambda k: pattern == k  # noqa: E731
-    if sel(Pattern.NOISE).any():
-        out = torch.where(sel(Pattern.NOISE)[:, None], _mix(c1, c2, fbm(ps * 4)), out)
-    if sel(Pattern.STRIPES).any():
-        s = (torch.sin(ps[:, 2] * 12) > 0).to(p.dtype)
-        out = torch.where(sel(Pattern.STRIPES)[:, None], _mix(c1, c2, s), out)
-    if sel(Pattern.CHECKER).any():
-        q = torch.floor(ps * 4).sum(-1).remainder(2)
-        out = torch.where(sel(Pattern.CHECKER)[:, None], _mix(c1, c2, q), out)
-    if sel(Pattern.GRADIENT).any():
-        out = torch.where(sel(Pattern.GRADIENT)[:, None], _mix(c1, c2, (p[:, 2] * 0.5 + 0.5).clamp(0, 1)), out)
-    if sel(Pattern.DOTS).any():
+def _pattern_colour(kind: int, c1: Tensor, c2: Tensor, p: Tensor, ps: Tensor) -> Tensor:
+    """Colour ``[n, 3]`` of one :class:`Pattern` at local points ``p`` (``ps``: scaled by the pattern's scale)."""
+    if kind == Pattern.NOISE:
+        return _mix(c1, c2, fbm(ps * 4))
+    if kind == Pattern.STRIPES:
+        return _mix(c1, c2, (torch.sin(ps[:, 2] * 12) > 0).to(p.dtype))
+    if kind == Pattern.CHECKER:
+        return _mix(c1, c2, torch.floor(ps * 4).sum(-1).remainder(2))
+    if kind == Pattern.GRADIENT:
+        return _mix(c1, c2, (p[:, 2] * 0.5 + 0.5).clamp(0, 1))
+    if kind == Pattern.DOTS:
         q = ps * 5
-        d = (q - torch.round(q))[:, [0, 2]].norm(dim=-1)
-        out = torch.where(sel(Pattern.DOTS)[:, None], _mix(c1, c2, (d < 0.25).to(p.dtype)), out)
-    if sel(Pattern.HAIR).any():
+        return _mix(c1, c2, ((q - torch.round(q))[:, [0, 2]].norm(dim=-1) < 0.25).to(p.dtype))
+    if kind == Pattern.HAIR:
         # Strands run along local z: high frequency across (x, y), low along z.
         q = torch.stack([ps[:, 0] * 40, ps[:, 1] * 40, ps[:, 2] * 2.5], -1)
-        streak = 0.55 * value_noise(q) + 0.45 * value_noise(q * 2.1 + 3.3)
-        out = torch.where(sel(Pattern.HAIR)[:, None], _mix(c1, c2, streak), out)
-    if sel(Pattern.SKIN).any():
-        mottle = 1.0 + 0.08 * (fbm(ps * 6, 2) - 0.5)
-        out = torch.where(sel(Pattern.SKIN)[:, None], c1 * mottle[:, None], out)
-    if sel(Pattern.IRIS).any():
+        return _mix(c1, c2, 0.55 * value_noise(q) + 0.45 * value_noise(q * 2.1 + 3.3))
+    if kind == Pattern.SKIN:
+        return c1 * (1.0 + 0.08 * (fbm(ps * 6, 2) - 0.5))[:, None]
+    if kind == Pattern.IRIS:
         u = torch.nn.functional.normalize(p, dim=-1)
         front = -u[:, 1]  # cos of the angle from the local -y axis
         iris = (front > 0.86).to(p.dtype)
         pupil = (front > 0.96).to(p.dtype)
         ring = 0.8 + 0.2 * torch.sin(torch.atan2(u[:, 0], u[:, 2]) * 24)
-        eye = _mix(c1, c2 * ring[:, None], iris) * (1 - pupil[:, None] * 0.95)
-        out = torch.where(sel(Pattern.IRIS)[:, None], eye, out)
+        return _mix(c1, c2 * ring[:, None], iris) * (1 - pupil[:, None] * 0.95)
+    return c1  # SOLID
+
+
+def _albedo(pattern: Tensor, scale: Tensor, c1: Tensor, c2: Tensor, p: Tensor) -> Tensor:
+    """Base colour ``[N, 3]`` of ``N`` surface points given their primitives' texture parameters (each
+    pattern is evaluated on its own points only)."""
+    ps = p * scale[:, None]
+    out = c1.clone()
+    for kind in torch.unique(pattern).tolist():
+        if kind == Pattern.SOLID:
+            continue
+        sel = torch.nonzero(pattern == kind).flatten()
+        pick = lambda x: x.index_select(0, sel)  # noqa: E731
+        out[sel] = _pattern_colour(kind, pick(c1), pick(c2), pick(p), pick(ps))
     return out.clamp(0, 1)
 
 
@@ -213,9 +218,9 @@ def _shade(table: PrimitiveTable, light: Lighting, b_idx: Tensor, prim: Tensor, 
     n, p_local, a = _surface_normal(table, b_idx, prim, inward, p, view_d)
     pattern = table.pattern[b_idx, prim]
     albedo = _albedo(pattern, table.pattern_scale[b_idx, prim], table.colour[b_idx, prim], table.colour2[b_idx, prim], p_local)
-    is_face = table.face[b_idx, prim] == 1
-    if is_face.any():
-        albedo = torch.where(is_face[:, None], _face_layer(albedo, p_local, table.face_params[b_idx, prim]), albedo)
+    face = torch.nonzero(table.face[b_idx, prim] == 1).flatten()
+    if len(face):
+        albedo[face] = _face_layer(albedo[face], p_local[face], table.face_params[b_idx[face], prim[face]])
     # Ambient: sky above, ground below, horizon between, attenuated by occlusion.
     up = n[:, 2]
     amb = torch.where(
@@ -240,7 +245,7 @@ def _shade(table: PrimitiveTable, light: Lighting, b_idx: Tensor, prim: Tensor, 
             need = torch.nonzero((wrap > 0) & lit).flatten()
             if len(need):
                 occluded = any_hit_flat(table, b_idx[need], p[need] + n[need] * 2e-3, ldir_j[need])
-                shadow[need] = torch.where(occluded, torch.full_like(occluded, 0.15, dtype=shadow.dtype), shadow[need])
+                shadow[need] = shadow[need].masked_fill(occluded, 0.15)
         shadow = torch.where(lit, shadow, torch.zeros_like(shadow))
         # Warm, reddish terminator for subsurface-like skin.
         sss_tint = 1 + sss[:, None] * torch.tensor([0.12, -0.04, -0.08], device=p.device) * (1 - ndl.clamp(0, 1))[:, None]
