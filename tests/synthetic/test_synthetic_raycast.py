@@ -215,7 +215,7 @@ def test_torus_hole_and_tube_depth():
     expected = [5 - math.sqrt(0.09 - (x - 0.7) ** 2) if abs(x - 0.7) < 0.3 else math.inf for x in xs.tolist()]
     assert hits.hit[0].tolist() == [math.isfinite(e) for e in expected]  # the hole and outside: misses
     finite = hits.hit[0]
-    torch.testing.assert_close(hits.t[0, finite], torch.tensor(expected, dtype=torch.float64)[finite], atol=1e-5, rtol=0)  # bisection: ~chord / 40 / 4096
+    torch.testing.assert_close(hits.t[0, finite], torch.tensor(expected, dtype=torch.float64)[finite], atol=1e-5, rtol=0)  # bisection + secant
     # Sideways through both tubes: first entry and last exit.
     t_in, t_out = intersect_intervals(table, torch.tensor([[[-5.0, 0.0, 0.0]]], dtype=torch.float64), torch.tensor([[[1.0, 0.0, 0.0]]], dtype=torch.float64))
     assert (t_in.item(), t_out.item()) == pytest.approx((4.0, 6.0), abs=1e-5)
