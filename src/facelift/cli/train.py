@@ -1,4 +1,4 @@
-"""``facelift train gslrm <preset> [overrides]``: train the reconstructor (also under ``torchrun``)."""
+"""``facelift train gslrm|vae|mvdiff <preset> [overrides]`` (also under ``torchrun``) and ``facelift train all``."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import tyro
 
 from facelift.training.gslrm_trainer import GSLRM_PRESETS, GSLRMTrainConfig
 from facelift.training.mvdiff_trainer import MVDIFF_PRESETS, VAE_PRESETS
+from facelift.training.recipe import RecipeConfig
 
 # One subcommand per preset (default, objects-pretrain, heads-finetune, heads-only, tiny); every field of
 # the chosen preset can be overridden, e.g. ``facelift train gslrm heads-finetune --lr 5e-5``.
@@ -100,11 +101,31 @@ class TrainVAECommand:
 
 
 @dataclass
+class TrainAllCommand:
+    """The whole recipe of the default weights, in order: VAE, multi-view diffusion, reconstructor on
+    objects then heads, then the assembled pipeline weights folder. Finished stages are skipped and
+    unfinished ones resume from their checkpoints, so the recipe accumulates over sessions and machines."""
+
+    config: Annotated[RecipeConfig, tyro.conf.arg(name="")] = RecipeConfig()
+
+    def run(self) -> int:
+        from facelift.training.recipe import train_all
+
+        report = train_all(self.config)
+        print(json.dumps(report))
+        return 0
+
+
+@dataclass
 class TrainCommand:
-    """Train a model: ``gslrm`` (the Gaussian reconstructor), ``vae`` then ``mvdiff`` (multi-view diffusion)."""
+    """Train a model: ``gslrm`` (the Gaussian reconstructor), ``vae`` then ``mvdiff`` (multi-view diffusion),
+    or ``all`` (the default-weights recipe, every stage in order)."""
 
     command: Annotated[
-        Annotated[TrainGSLRMCommand, tyro.conf.subcommand("gslrm")] | Annotated[TrainVAECommand, tyro.conf.subcommand("vae")] | Annotated[TrainMVDiffCommand, tyro.conf.subcommand("mvdiff")],
+        Annotated[TrainGSLRMCommand, tyro.conf.subcommand("gslrm")]
+        | Annotated[TrainVAECommand, tyro.conf.subcommand("vae")]
+        | Annotated[TrainMVDiffCommand, tyro.conf.subcommand("mvdiff")]
+        | Annotated[TrainAllCommand, tyro.conf.subcommand("all")],
         tyro.conf.arg(name=""),
     ]
 
@@ -112,4 +133,4 @@ class TrainCommand:
         return self.command.run()
 
 
-__all__ = ["GSLRMTrainConfig", "TrainCommand", "TrainGSLRMCommand", "TrainMVDiffCommand", "TrainVAECommand"]
+__all__ = ["GSLRMTrainConfig", "TrainAllCommand", "TrainCommand", "TrainGSLRMCommand", "TrainMVDiffCommand", "TrainVAECommand"]
