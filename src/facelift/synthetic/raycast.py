@@ -330,14 +330,15 @@ def intersect_intervals(
     t_out = torch.full_like(t_in, -_INF)
     if candidates is None:
         candidates = _candidates(table, origins, dirs, near)
-    ray, prim, lo, hi = _pair_intervals(table, origins, dirs, candidates)
+    ray, prim, lo, hi, _, _ = _pair_intervals(table, origins, dirs, candidates)
     t_in[0, ray, prim] = lo
     t_out[0, ray, prim] = hi
     return t_in, t_out
 
 
-def _pair_intervals(table: PrimitiveTable, origins: Tensor, dirs: Tensor, candidates: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Intervals of the candidate pairs of one subject: ``(ray, prim, t_in, t_out)``, flat ``[P]`` each.
+def _pair_intervals(table: PrimitiveTable, origins: Tensor, dirs: Tensor, candidates: Tensor) -> tuple[Tensor, ...]:
+    """Intervals of the candidate pairs of one subject: ``(ray, prim, t_in, t_out, o_local, d_local)``, flat
+    ``[P]`` (``[P, 3]`` for the pairs' rays in their primitive's local frame).
 
     Pairs are enumerated primitive by primitive with the primitives sorted by kind, so that each
     primitive's rays are one contiguous slice (local rays: one ``[n, 3] @ [3, 3]`` product per primitive;
@@ -349,7 +350,7 @@ def _pair_intervals(table: PrimitiveTable, origins: Tensor, dirs: Tensor, candid
     prim = order.index_select(0, pi)
     if len(ray) == 0:
         empty = origins.new_empty(0)
-        return ray, prim, empty, empty
+        return ray, prim, empty, empty, origins.new_empty(0, 3), origins.new_empty(0, 3)
     counts = torch.bincount(pi, minlength=table.num).tolist()
     w2l = table.w2l[0].index_select(0, order)  # [K, 3, 4]
     o_world, d_world = origins[0], dirs[0].index_select(0, ray)
@@ -387,7 +388,7 @@ def _pair_intervals(table: PrimitiveTable, origins: Tensor, dirs: Tensor, candid
             lo, hi = _implicit_intervals(k_sel, sh, o, d, lo, hi)
         lo_parts.append(lo)
         hi_parts.append(hi)
-    return ray, prim, torch.cat(lo_parts), torch.cat(hi_parts)
+    return ray, prim, torch.cat(lo_parts), torch.cat(hi_parts), o_all, d_all
 
 
 def _hairline_keep(p: Tensor, params: Tensor) -> Tensor:
@@ -472,48 +473,67 @@ def cast_rays(table: PrimitiveTable, origins: Tensor, dirs: Tensor, near: float 
 
 
 def _cast_candidates(table: PrimitiveTable, origins: Tensor, dirs: Tensor, near: float, candidates: Tensor) -> RayHits:
-    """:func:`cast_rays` for one subject whose bounding-sphere candidates are known."""
-    t_in, t_out = intersect_intervals(table, origins, dirs, near, candidates)
-    t = torch.where((table.op[:, None] == Op.ADD) & (t_in > near), t_in, _INF)[0]  # [R, K]
+    """:func:`cast_rays` for one subject whose bounding-sphere candidates are known, on the flat list of
+    (ray, primitive) pairs: carving, masks and the nearest hit per ray never touch a dense ``[R, K]`` array."""
+    R = origins.shape[1]
+    ray, prim, lo, hi, o_loc, d_loc = _pair_intervals(table, origins, dirs, candidates)
+    op, group, mask = table.op[0], table.group[0], table.mask[0]
+    t = torch.where((op.index_select(0, prim) == Op.ADD) & (lo > near), lo, _INF)  # [P]
     carved_by = None
     # Carving: a hit inside a subtracting primitive of the same group moves to that primitive's exit, if
-    # the additive primitive still continues there (else the ray passes through). Only the rays that meet
-    # a subtracting primitive are touched. Two passes let a hit pushed out of one carve into an
-    # overlapping carve listed earlier move on again.
-    subtract = torch.nonzero(table.op[0] == Op.SUBTRACT).flatten().tolist()
+    # the additive primitive still continues there (else the ray passes through). Only the pairs whose
+    # ray meets a subtracting primitive are touched. Two passes let a hit pushed out of one carve into
+    # an overlapping carve listed earlier move on again.
+    subtract = torch.nonzero(op == Op.SUBTRACT).flatten().tolist()
     for s in subtract + (subtract if len(subtract) > 1 else []):
-        rows = torch.nonzero(torch.isfinite(t_in[0, :, s])).flatten()
-        if len(rows) == 0:
+        own = torch.nonzero((prim == s) & torch.isfinite(lo)).flatten()
+        if len(own) == 0:
+            continue
+        s_in = torch.full((R,), _INF, dtype=lo.dtype, device=lo.device)
+        s_out = torch.full((R,), -_INF, dtype=lo.dtype, device=lo.device)
+        s_in[ray[own]], s_out[ray[own]] = lo[own], hi[own]
+        sel = torch.nonzero(torch.isfinite(s_in.index_select(0, ray)) & (group.index_select(0, prim) == group[s])).flatten()
+        if len(sel) == 0:
             continue
         if carved_by is None:
-            carved_by = torch.full(t.shape, -1, dtype=torch.int16, device=t.device)
-        same = table.group[0] == table.group[0, s]  # [K]
-        t_rows = t.index_select(0, rows)
-        s_in, s_out = t_in[0, rows, s, None], t_out[0, rows, s, None]
-        inside = same & (t_rows >= s_in) & (t_rows < s_out)
-        moved = torch.where(s_out <= t_out[0].index_select(0, rows), s_out.expand_as(t_rows), _INF)
-        t[rows] = torch.where(inside, moved, t_rows)
-        carved_by[rows] = carved_by[rows].masked_fill(inside, s)
+            carved_by = torch.full_like(prim, -1)
+        t_sel, r_sel = t.index_select(0, sel), ray.index_select(0, sel)
+        a, b = s_in.index_select(0, r_sel), s_out.index_select(0, r_sel)
+        inside = (t_sel >= a) & (t_sel < b)
+        t[sel] = torch.where(inside, torch.where(b <= hi.index_select(0, sel), b, _INF), t_sel)
+        carved_by[sel] = carved_by.index_select(0, sel).masked_fill(inside, s)
     # Surface masks (hair-lines, cut planes) on the primitives' own (uncarved) surfaces.
-    masked = torch.nonzero(table.mask[0] != Mask.NONE).flatten()
-    if len(masked):
-        t_m = t.index_select(1, masked)
-        rows = torch.nonzero(torch.isfinite(t_m).any(-1)).flatten()  # rays that reach a masked surface
-        o, d = _local_rays(table, origins.index_select(1, rows), dirs.index_select(1, rows), masked)
-        t_m = t_m.index_select(0, rows)
-        p_local = (o + torch.where(torch.isfinite(t_m), t_m, torch.zeros_like(t_m))[None, ..., None] * d)[0]
-        keep = _mask_keep(_select_cols(table, masked), p_local[None])[0]
+    sel = torch.nonzero((mask.index_select(0, prim) != Mask.NONE) & torch.isfinite(t)).flatten()
+    if len(sel):
         if carved_by is not None:
-            keep = keep | carved_by.index_select(1, masked).index_select(0, rows).ge(0)
-        t[rows[:, None], masked] = torch.where(keep, t_m, _INF)
-    t_best, k_best = t.min(-1)
+            sel = sel[carved_by.index_select(0, sel) < 0]
+        p_sel = prim.index_select(0, sel)
+        t_sel = t.index_select(0, sel)
+        p_local = o_loc.index_select(0, sel) + t_sel[:, None] * d_loc.index_select(0, sel)
+        keep = _mask_keep_flat(mask.index_select(0, p_sel), table.mask_params[0].index_select(0, p_sel), p_local)
+        t[sel] = torch.where(keep, t_sel, _INF)
+    # Nearest hit per ray; among equal distances the lowest primitive index (as an argmin over primitives).
+    t_best = torch.full((R,), _INF, dtype=t.dtype, device=t.device).scatter_reduce(0, ray, t, "amin")
+    is_best = torch.isfinite(t) & (t == t_best.index_select(0, ray))
+    k_best = torch.full((R,), table.num, dtype=prim.dtype, device=prim.device)
+    k_best = k_best.scatter_reduce(0, ray[is_best], prim[is_best], "amin")
     hit = torch.isfinite(t_best)
-    prim, inward = k_best, torch.zeros_like(hit)
+    out_prim = torch.where(hit, k_best, torch.zeros_like(k_best))
+    inward = torch.zeros_like(hit)
     if carved_by is not None:
-        by = torch.gather(carved_by, 1, k_best[:, None])[:, 0].long()
-        inward = by >= 0
-        prim = torch.where(inward, by, k_best)
-    return RayHits(t_best[None], torch.where(hit, prim, torch.zeros_like(prim))[None], (inward & hit)[None], hit[None])
+        winner = torch.nonzero(is_best & (prim == k_best.index_select(0, ray))).flatten()
+        by = torch.full_like(k_best, -1)
+        by[ray[winner]] = carved_by[winner]
+        inward = (by >= 0) & hit
+        out_prim = torch.where(inward, by, out_prim)
+    return RayHits(t_best[None], out_prim[None], inward[None], hit[None])
+
+
+def _mask_keep_flat(mask: Tensor, params: Tensor, p_local: Tensor) -> Tensor:
+    """``[n]`` True where a surface mask (``mask [n]``, ``params [n, 4]``) keeps the local point ``p_local [n, 3]``."""
+    keep_hair = _hairline_keep(p_local, params)
+    keep_half = (p_local * params[:, :3]).sum(-1) >= params[:, 3]
+    return torch.where(mask == Mask.HAIRLINE, keep_hair, torch.where(mask == Mask.HALF_SPACE, keep_half, torch.ones_like(keep_hair)))
 
 
 def any_hit(table: PrimitiveTable, origins: Tensor, dirs: Tensor, near: float = 1e-3, far: float = _INF) -> Tensor:
@@ -531,7 +551,7 @@ def any_hit(table: PrimitiveTable, origins: Tensor, dirs: Tensor, near: float = 
     if len(cols) == 0:
         return out
     table = _select_cols(table, cols)
-    ray, _, t_in, _ = _pair_intervals(table, origins, dirs, _candidates(table, origins, dirs, near))
+    ray, _, t_in, *_ = _pair_intervals(table, origins, dirs, _candidates(table, origins, dirs, near))
     out[0, ray[(t_in > near) & (t_in < far)]] = True
     return out
 
