@@ -9,6 +9,7 @@ shadows (one jittered shadow ray per sample). Ambient-only lighting is the refer
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
@@ -18,7 +19,7 @@ from torch import Tensor
 from facelift.cameras.cameras import Cameras
 from facelift.cameras.rays import camera_rays
 from facelift.synthetic.noise import fbm, value_noise
-from facelift.synthetic.primitives import Kind, Op, Pattern, PrimitiveTable
+from facelift.synthetic.primitives import Kind, Op, Pattern, PrimitiveTable, seeded_generator
 from facelift.synthetic.raycast import any_hit, cast_rays, local_normal
 
 __all__ = ["Lighting", "SynthSettings", "SynthOutput", "render_scene"]
@@ -88,6 +89,13 @@ class SynthSettings:
     (few, large kernels)."""
     seed: int = 0
     """Seeds the shadow-ray jitter, so renders are deterministic."""
+    threads: int | None = None
+    """Chunks rendered concurrently (None: ``torch.get_num_threads()`` on the CPU, 1 on CUDA); the
+    pixels do not depend on it."""
+
+    def __post_init__(self) -> None:
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads must be >= 1, got {self.threads}")
 
 
 @dataclass
@@ -308,31 +316,43 @@ def render_scene(
     alpha = torch.zeros(B, R, device=origins.device, dtype=origins.dtype)
     depth = torch.zeros(B, R, device=origins.device, dtype=origins.dtype)
     normals = torch.zeros(B, R, 3, device=origins.device, dtype=origins.dtype)
-    gen = torch.Generator(device="cpu").manual_seed(settings.seed)
     light = lighting.to(origins.device)
     # Subject by subject: a single subject's primitive kinds are fixed per column, which lets the ray
-    # caster use each kind's short closed form; chunks of rays bound the [R, K] temporaries.
+    # caster use each kind's short closed form; chunks of rays bound the [R, K] temporaries. On the CPU the
+    # chunks run in a pool of threads (torch releases the GIL inside its kernels, and most of a chunk's
+    # tensors are too small for intra-op parallelism); each chunk draws its shadow jitter from its own
+    # generator, so the pixels do not depend on the order or the number of threads.
     chunk = settings.chunk_rays or (2**22 if origins.device.type == "cuda" else 2**16)
-    for b in range(B):
+
+    def render_chunk(b: int, start: int) -> None:
         sub = table[b]
         light_b = Lighting(*(getattr(light, k)[b : b + 1] for k in ("sky", "horizon", "ground", "key_dir", "key_colour", "softness")))
-        for start in range(0, R, chunk):
-            sl = slice(start, min(R, start + chunk))
-            hits = cast_rays(sub, origins[b : b + 1, sl], dirs[b : b + 1, sl])
-            r_idx = torch.nonzero(hits.hit[0]).flatten()
-            if len(r_idx) == 0:
-                continue
-            zeros = torch.zeros_like(r_idx)
-            t = hits.t[0, r_idx]
-            d = dirs[b, sl][r_idx]
-            p = origins[b, sl][r_idx] + t[:, None] * d
-            u = torch.rand(len(r_idx), 3, generator=gen).to(p)
-            colour, n = _shade(sub, light_b, zeros, hits.prim[0, r_idx], hits.inward[0, r_idx], p, d, u, settings)
-            idx = r_idx + start
-            rgb[b, idx] = colour
-            alpha[b, idx] = 1.0
-            depth[b, idx] = t * z_scale[b, idx]
-            normals[b, idx] = n
+        sl = slice(start, min(R, start + chunk))
+        hits = cast_rays(sub, origins[b : b + 1, sl], dirs[b : b + 1, sl])
+        r_idx = torch.nonzero(hits.hit[0]).flatten()
+        if len(r_idx) == 0:
+            return
+        zeros = torch.zeros_like(r_idx)
+        t = hits.t[0, r_idx]
+        d = dirs[b, sl][r_idx]
+        p = origins[b, sl][r_idx] + t[:, None] * d
+        u = torch.rand(len(r_idx), 3, generator=seeded_generator(settings.seed, b, start)).to(p)
+        colour, n = _shade(sub, light_b, zeros, hits.prim[0, r_idx], hits.inward[0, r_idx], p, d, u, settings)
+        idx = r_idx + start
+        rgb[b, idx] = colour
+        alpha[b, idx] = 1.0
+        depth[b, idx] = t * z_scale[b, idx]
+        normals[b, idx] = n
+
+    tasks = [(b, start) for b in range(B) for start in range(0, R, chunk)]
+    threads = settings.threads if settings.threads is not None else (torch.get_num_threads() if origins.device.type == "cpu" else 1)
+    if threads > 1 and len(tasks) > 1:
+        with ThreadPoolExecutor(min(threads, len(tasks))) as pool:
+            for future in [pool.submit(render_chunk, b, start) for b, start in tasks]:
+                future.result()
+    else:
+        for b, start in tasks:
+            render_chunk(b, start)
 
     def down(x: Tensor, c: int) -> Tensor:
         x = x.reshape(B * V, H * ss, W * ss, c).permute(0, 3, 1, 2)
