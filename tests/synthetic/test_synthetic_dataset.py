@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 import facelift.synthetic.dataset as dataset
-from facelift.cameras import FACELIFT_VIEW_NAMES, facelift_views, orbit_cameras, read_opencv_cameras
+from facelift.cameras import FACELIFT_VIEW_NAMES, Cameras, facelift_views, orbit_cameras, read_opencv_cameras
 from facelift.synthetic.dataset import (
     GENERATOR_VERSION,
     SubjectId,
@@ -27,6 +27,7 @@ from facelift.synthetic.dataset import (
     write_subject,
 )
 from facelift.synthetic.heads import HAIRSTYLES, build_head, sample_appearance, sample_identity
+from facelift.synthetic.primitives import PrimitiveTable
 from facelift.synthetic.render import Lighting, SynthSettings, render_scene
 
 from _cli_helpers import listing as _listing
@@ -432,3 +433,17 @@ def test_cli_synth_bad_arguments(args, words, tmp_path, capsys):
     for word in words:
         assert word in lines[0]
     assert _listing(tmp_path) == before
+
+
+def test_render_does_not_depend_on_threads_or_chunks():
+    """Chunks render in a thread pool with their own jitter seeds: the thread count changes nothing."""
+    table = PrimitiveTable.stack([SubjectId("heads", "train", i).scene()[0] for i in (3, 60)])
+    cams = facelift_views(0.0, resolution=32)[:3].reshape(1, 3)
+    cams = Cameras.stack([cams[0], cams[0]])
+    light = Lighting.random(2, torch.Generator().manual_seed(1), ambient_only_prob=0.0)
+    a = render_scene(table, cams, light, SynthSettings(threads=1, chunk_rays=512))
+    b = render_scene(table, cams, light, SynthSettings(threads=3, chunk_rays=512))
+    assert torch.equal(a.rgba, b.rgba) and torch.equal(a.depth, b.depth) and torch.equal(a.normals, b.normals)
+    assert float(a.rgba[:, :, 3].mean()) > 0.05  # something was rendered
+    with pytest.raises(ValueError, match="threads"):
+        SynthSettings(threads=0)
