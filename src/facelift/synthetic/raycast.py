@@ -244,10 +244,9 @@ def _quadric_interval(kind: Tensor, o: Tensor, d: Tensor) -> tuple[Tensor, Tenso
     return torch.where(miss, _INF, t_in), torch.where(miss, -_INF, t_out)
 
 
-def _local_rays(table: PrimitiveTable, origins: Tensor, dirs: Tensor, cols: Tensor | None = None) -> tuple[Tensor, Tensor]:
-    """World rays ``[B, R, 3]`` in the local frames of primitives ``cols`` (all by default): ``[B, R, Kc, 3]``."""
-    w2l = table.w2l if cols is None else table.w2l.index_select(1, cols)
-    a, b = w2l[..., :3], w2l[..., 3]
+def _local_rays(table: PrimitiveTable, origins: Tensor, dirs: Tensor) -> tuple[Tensor, Tensor]:
+    """World rays ``[B, R, 3]`` in the local frames of all primitives: ``[B, R, K, 3]``."""
+    a, b = table.w2l[..., :3], table.w2l[..., 3]
     o = torch.einsum("bkij,brj->brki", a, origins) + b[:, None]
     d = torch.einsum("bkij,brj->brki", a, dirs)
     return o, d
@@ -411,15 +410,6 @@ def _hairline_keep(p: Tensor, params: Tensor) -> Tensor:
 
 def _select_cols(table: PrimitiveTable, cols: Tensor) -> PrimitiveTable:
     return PrimitiveTable(*(getattr(table, f.name).index_select(1, cols) for f in fields(table)))
-
-
-def _mask_keep(table: PrimitiveTable, p_local: Tensor) -> Tensor:
-    """``[B, R, K]`` True where the primitive's surface mask keeps the local point ``p_local [B, R, K, 3]``."""
-    params = table.mask_params[:, None].expand(*p_local.shape[:-1], 4)
-    keep_hair = _hairline_keep(p_local, params)
-    keep_half = (p_local * params[..., :3]).sum(-1) >= params[..., 3]
-    m = table.mask[:, None]
-    return torch.where(m == Mask.HAIRLINE, keep_hair, torch.where(m == Mask.HALF_SPACE, keep_half, torch.ones_like(keep_hair)))
 
 
 @dataclass

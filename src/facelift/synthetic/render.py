@@ -155,8 +155,7 @@ def _albedo(pattern: Tensor, scale: Tensor, c1: Tensor, c2: Tensor, p: Tensor) -
         if kind == Pattern.SOLID:
             continue
         sel = torch.nonzero(pattern == kind).flatten()
-        pick = lambda x: x.index_select(0, sel)  # noqa: E731
-        out[sel] = _pattern_colour(kind, pick(c1), pick(c2), pick(p), pick(ps))
+        out[sel] = _pattern_colour(kind, *(x.index_select(0, sel) for x in (c1, c2, p, ps)))
     return out.clamp(0, 1)
 
 
