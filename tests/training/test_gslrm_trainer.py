@@ -58,6 +58,34 @@ def test_kill_and_resume_is_bit_exact(tmp_path):
     assert resumed.final_loss == straight.final_loss
 
 
+def test_render_on_device_feeds_the_same_samples(tmp_path, monkeypatch):
+    """With ``render_on_device`` the loop points the on-the-fly dataset at the training device (here the
+    CPU, the only one a test can rely on; the dataset starts on an unusable device to prove the loop set
+    it), and the run sees the very samples the ordinary path renders: the same weights come out."""
+    from facelift.training import loop
+
+    a = train(_config(tmp_path / "a", total_steps=2))
+    original_init, original_get = loop.IndexedSubjects.__init__, loop.IndexedSubjects.__getitem__
+    seen = []
+
+    def init(self, *args, **kwargs):
+        original_init(self, *args, **kwargs)
+        self.render_device = torch.device("meta")
+
+    def get(self, k):
+        seen.append(self.render_device)
+        return original_get(self, k)
+
+    monkeypatch.setattr(loop.IndexedSubjects, "__init__", init)
+    monkeypatch.setattr(loop.IndexedSubjects, "__getitem__", get)
+    b = train(_config(tmp_path / "b", total_steps=2, render_on_device=True))
+    assert seen and all(d == torch.device("cpu") for d in seen)
+    pa, pb = _params(GSLRM.from_pretrained(a.pretrained_dir)), _params(GSLRM.from_pretrained(b.pretrained_dir))
+    assert all(torch.equal(pa[k], pb[k]) for k in pa)
+    with pytest.raises(ValueError, match="workers == 0"):
+        _config(tmp_path / "c", render_on_device=True, workers=2)
+
+
 def test_init_from_pretrained_with_fresh_optimizer(tmp_path):
     first = train(_config(tmp_path / "pre", total_steps=1))
     start = _params(GSLRM.from_pretrained(first.pretrained_dir))

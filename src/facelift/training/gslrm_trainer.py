@@ -97,6 +97,9 @@ class GSLRMTrainConfig:
     """A ``save_pretrained`` folder to start from with a fresh optimiser (stage-2 fine-tuning)."""
     workers: int = 0
     """DataLoader worker processes rendering samples (0: in the training process)."""
+    render_on_device: bool = False
+    """Render on-the-fly training data on the training device in the training process (a GPU run then
+    needs neither a dataset upload nor CPU workers; needs ``workers == 0``)."""
     tensorboard: bool = True
     """Also log to TensorBoard when ``torch.utils.tensorboard`` is importable."""
     progress: bool = True

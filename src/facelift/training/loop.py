@@ -79,6 +79,7 @@ class LoopConfig(Protocol):
     device: str
     bf16: bool
     workers: int
+    render_on_device: bool
     tensorboard: bool
     progress: bool
 
@@ -153,6 +154,8 @@ def check_loop_config(config: Any, extra_positive: tuple[str, ...] = ()) -> None
         raise ValueError(f"need lr > 0 and 0 <= warmup_steps <= total_steps, got {config.lr}, {config.warmup_steps}")
     if config.image_every < 0 or config.workers < 0:
         raise ValueError("image_every and workers must be >= 0")
+    if config.render_on_device and config.workers:
+        raise ValueError("render_on_device renders in the training process: it needs workers == 0")
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:
@@ -205,6 +208,8 @@ class IndexedSubjects(torch.utils.data.Dataset):
         num_random: random views per subject to draw from (on-the-fly reconstructor data).
         background: ``white``, ``black``, ``gray`` or ``random``.
         seed: seeds the order, views and backgrounds.
+        render_device: where on-the-fly samples are rendered (and returned); :func:`run_training` sets the
+            training device here when the config asks for ``render_on_device``.
     """
 
     def __init__(
@@ -218,9 +223,11 @@ class IndexedSubjects(torch.utils.data.Dataset):
         num_random: int = 32,
         background: str = "white",
         seed: int = 0,
+        render_device: str | torch.device = "cpu",
     ) -> None:
         from facelift.synthetic.dataset import SyntheticFolderDataset, split_size
 
+        self.render_device = torch.device(render_device)
         self.kind, self.data_root, self.mode, self.resolution = kind, data_root, mode, resolution
         self.num_views, self.num_random, self.background, self.seed = num_views, num_random, background, seed
         if data_root is not None:
@@ -252,7 +259,7 @@ class IndexedSubjects(torch.utils.data.Dataset):
             stream = SyntheticStream(
                 self.kind, "train", resolution=self.resolution, num_views=self.num_views, mode=self.mode,
                 num_random=self.num_random, background=self.background, supersample=1, subjects=[subject], epochs=1,
-                seed=seed, device="cpu",
+                seed=seed, device=self.render_device,
             )  # fmt: skip
             item = next(iter(stream))
         if tuple(item["images"].shape[-2:]) != (self.resolution, self.resolution):
@@ -387,11 +394,14 @@ def run_training(
         net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if config.bf16 and device.type == "cuda" else contextlib.nullcontext()
 
+    on_device = bool(config.render_on_device) and isinstance(dataset, IndexedSubjects) and dataset.folder is None
+    if on_device:  # on-the-fly samples rendered by the synthetic engine on the training device itself
+        dataset.render_device = device
     loader = torch.utils.data.DataLoader(
         dataset,
         batch_sampler=StepBatches(start_step, stop, config.batch_size, ddp.rank, ddp.world),
         num_workers=config.workers,
-        pin_memory=device.type == "cuda",
+        pin_memory=device.type == "cuda" and not on_device,
     )
     metrics = MetricLogger(out_dir, enabled=is_main, tensorboard=config.tensorboard)
     if is_main:

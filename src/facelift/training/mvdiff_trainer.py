@@ -112,6 +112,9 @@ class MVDiffTrainConfig:
     """bf16 autocast of the UNet on CUDA (ignored on CPU)."""
     workers: int = 0
     """DataLoader worker processes rendering samples (0: in the training process)."""
+    render_on_device: bool = False
+    """Render on-the-fly training data on the training device in the training process (a GPU run then
+    needs neither a dataset upload nor CPU workers; needs ``workers == 0``)."""
     tensorboard: bool = True
     """Also log to TensorBoard when ``torch.utils.tensorboard`` is importable."""
     progress: bool = True
@@ -364,6 +367,9 @@ class VAETrainConfig:
     """bf16 autocast on CUDA (off by default: the decoder's last layers are precision-sensitive)."""
     workers: int = 0
     """DataLoader worker processes."""
+    render_on_device: bool = False
+    """Render on-the-fly training data on the training device in the training process (a GPU run then
+    needs neither a dataset upload nor CPU workers; needs ``workers == 0``)."""
     tensorboard: bool = True
     """Also log to TensorBoard when available."""
     progress: bool = True

@@ -66,6 +66,8 @@ class RecipeConfig:
     """auto, cpu, cuda or cuda:N."""
     workers: int = 0
     """DataLoader processes rendering the on-the-fly training data of every stage (0: in the training process)."""
+    render_on_device: bool = False
+    """Render the on-the-fly training data on the training device (e.g. the GPU) instead; needs ``workers == 0``."""
     progress: bool = True
     """Progress bars of the stages."""
 
@@ -96,7 +98,7 @@ def recipe_stage_configs(config: RecipeConfig) -> dict[str, Any]:
     from facelift.training.mvdiff_trainer import MVDIFF_PRESETS, VAE_PRESETS
 
     out = Path(config.out_dir)
-    common = {"device": config.device, "progress": config.progress, "workers": config.workers}
+    common = {"device": config.device, "progress": config.progress, "workers": config.workers, "render_on_device": config.render_on_device}
     if config.preset == "tiny":
         vae = replace(VAE_PRESETS["tiny"], total_steps=4, image_every=0, ckpt_every=2)
         mvdiff = replace(MVDIFF_PRESETS["tiny"], total_steps=4, image_every=0, ckpt_every=2)
