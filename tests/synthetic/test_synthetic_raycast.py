@@ -73,9 +73,8 @@ def test_intervals_match_dense_sampling(seed):
     assert hits > 100  # the test actually exercises intersections
 
 
-def test_culled_single_subject_equals_general_batched_path():
-    a, b = _random_table(5), _random_table(6, kinds=(Kind.CONE, Kind.SPHERE, Kind.BOX, Kind.CYLINDER))
-    o, d = _rays(300, 7)
+def _assert_single_equals_batched(a: PrimitiveTable, b: PrimitiveTable, o: torch.Tensor, d: torch.Tensor) -> None:
+    """The culled one-subject path and the general batched path give the same intervals for both tables."""
     single = [intersect_intervals(t, o, d) for t in (a, b)]
     batched = intersect_intervals(PrimitiveTable.stack([a, b]), o.expand(2, -1, -1), d.expand(2, -1, -1))
     for i in range(2):
@@ -83,6 +82,11 @@ def test_culled_single_subject_equals_general_batched_path():
             finite = torch.isfinite(x)
             assert torch.equal(finite, torch.isfinite(y))
             torch.testing.assert_close(x[finite], y[finite], rtol=1e-9, atol=1e-9)
+
+
+def test_culled_single_subject_equals_general_batched_path():
+    a, b = _random_table(5), _random_table(6, kinds=(Kind.CONE, Kind.SPHERE, Kind.BOX, Kind.CYLINDER))
+    _assert_single_equals_batched(a, b, *_rays(300, 7))
 
 
 def test_bounding_spheres_contain_primitives():
@@ -222,15 +226,7 @@ def test_torus_hole_and_tube_depth():
 
 
 def test_implicit_culled_path_equals_batched_path():
-    a, b = _implicit_table(3), _implicit_table(4)
-    o, d = _rays(300, 8)
-    single = [intersect_intervals(t, o, d) for t in (a, b)]
-    batched = intersect_intervals(PrimitiveTable.stack([a, b]), o.expand(2, -1, -1), d.expand(2, -1, -1))
-    for i in range(2):
-        for x, y in zip(single[i], (batched[0][i : i + 1], batched[1][i : i + 1])):
-            finite = torch.isfinite(x)
-            assert torch.equal(finite, torch.isfinite(y))
-            torch.testing.assert_close(x[finite], y[finite], rtol=1e-9, atol=1e-9)
+    _assert_single_equals_batched(_implicit_table(3), _implicit_table(4), *_rays(300, 8))
 
 
 def test_implicit_normals():
