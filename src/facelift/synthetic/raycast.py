@@ -445,21 +445,9 @@ def cast_rays(table: PrimitiveTable, origins: Tensor, dirs: Tensor, near: float 
     if table.batch_size != 1:
         hits = [cast_rays(table[b], origins[b : b + 1], dirs[b : b + 1], near) for b in range(table.batch_size)]
         return RayHits(*(torch.cat([getattr(h, k) for h in hits]) for k in ("t", "prim", "inward", "hit")))
-    # Only the rays that meet some bounding sphere are cast (the background of a view is most of it).
-    candidates = _candidates(table, origins, dirs, near)
-    rows = torch.nonzero(candidates.any(-1)).flatten()
-    R = origins.shape[1]
-    if len(rows) < R:
-        t = torch.full((1, R), _INF, dtype=origins.dtype, device=origins.device)
-        prim = torch.zeros((1, R), dtype=torch.long, device=origins.device)
-        flags = torch.zeros((1, R), dtype=torch.bool, device=origins.device)
-        out = RayHits(t, prim, flags, flags.clone())
-        if len(rows):
-            sub = _cast_candidates(table, origins[:, rows], dirs[:, rows], near, candidates[rows])
-            for k in ("t", "prim", "inward", "hit"):
-                getattr(out, k)[0, rows] = getattr(sub, k)[0]
-        return out
-    return _cast_candidates(table, origins, dirs, near, candidates)
+    # Only (ray, primitive) pairs whose bounding sphere the ray meets are intersected (the background of a
+    # view, most of it, costs one culling test per primitive).
+    return _cast_candidates(table, origins, dirs, near, _candidates(table, origins, dirs, near))
 
 
 def _cast_candidates(table: PrimitiveTable, origins: Tensor, dirs: Tensor, near: float, candidates: Tensor) -> RayHits:
