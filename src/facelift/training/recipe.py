@@ -120,13 +120,15 @@ def recipe_stage_configs(config: RecipeConfig) -> dict[str, Any]:
     objects_final = out / "gslrm-objects" / "final"
     heads_init: Path | None = objects_final
     if config.from_shipped:
-        from facelift.models.gslrm import GSLRM
-        from facelift.models.mvdiffusion.model import MultiViewDiffusion
+        from facelift.models.mvdiffusion.config import MVDiffusionConfig
 
         shipped = _shipped_folder(config)
-        diffusion = MultiViewDiffusion.from_pretrained(shipped / "mvdiffusion")
-        mvdiff = replace(mvdiff, model=diffusion.config, init_from=shipped / "mvdiffusion", vae_from=None)
-        gslrm = replace(gslrm, model=GSLRM.from_pretrained(shipped / "gslrm").config)
+        # The architectures come from the folders' config files (the weights are loaded by the trainers).
+        meta = json.loads((shipped / "mvdiffusion" / "facelift_mvdiffusion.json").read_text())
+        if not meta.get("config"):
+            raise ValueError(f"{shipped / 'mvdiffusion'} records no facelift model config; it cannot be continued")
+        mvdiff = replace(mvdiff, model=MVDiffusionConfig.from_dict(meta["config"]), init_from=shipped / "mvdiffusion", vae_from=None)
+        gslrm = replace(gslrm, model=GSLRMConfig.from_json((shipped / "gslrm" / "config.json").read_text()))
         heads_init = shipped / "gslrm"
     else:
         stages["vae"] = replace(vae, data_root=config.heads_root, out_dir=out / "vae", **common)
