@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from facelift.training.losses import VGGPerceptualLoss, reconstruction_loss, ssim
+from facelift.training.losses import VGGPerceptualLoss, chroma_of, reconstruction_loss, ssim
 
 C1, C2 = 0.01**2, 0.03**2
 
@@ -90,3 +90,11 @@ def test_vgg_loss_loads_a_local_torchvision_layout_file_strictly(tmp_path):
     torch.save(state, tmp_path / "bad.pth")
     with pytest.raises(ValueError, match="missing.*34.bias"):
         VGGPerceptualLoss(tmp_path / "bad.pth")
+
+
+def test_chroma_is_zero_for_grey_and_ignores_brightness():
+    grey = torch.rand(2, 1, 5, 5).expand(2, 3, 5, 5)
+    assert chroma_of(grey).abs().max() < 1e-6
+    colour = torch.tensor([0.9, 0.3, 0.3]).view(3, 1, 1).expand(3, 4, 4)
+    assert torch.allclose(chroma_of(colour)[:, 0, 0], torch.tensor([0.4, -0.2, -0.2]))
+    assert torch.allclose(chroma_of(colour + 0.05), chroma_of(colour))  # a brighter red has the same chroma

@@ -22,6 +22,7 @@ from facelift.training.mvdiff_trainer import (
     MVDIFF_PRESETS,
     VAE_PRESETS,
     MVDiffTrainConfig,
+    _AutoencoderWithLoss,
     _drop_masks,
     train_mvdiff,
     train_vae,
@@ -52,7 +53,38 @@ def test_vae_run_writes_a_loadable_vae_with_a_measured_scaling_factor(tiny_vae):
     run = tiny_vae.parent
     records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if "l1" in r] == [1, 2]
+    assert all(r["chroma"] > 0 for r in records if "l1" in r)  # the colour term is computed and logged
     assert (run / "images" / "step_00000001.png").is_file()
+
+
+def test_vae_posterior_noise_zero_trains_on_the_mode(tiny_vae):
+    from diffusers import AutoencoderKL
+
+    vae = AutoencoderKL.from_pretrained(tiny_vae, local_files_only=True)
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        mode = vae.decode(vae.encode(x).latent_dist.mode()).sample
+        deterministic = _AutoencoderWithLoss(vae, posterior_noise=0.0)
+        torch.testing.assert_close(deterministic(x)[0], mode)
+        torch.testing.assert_close(deterministic(x)[0], deterministic(x)[0])
+        noisy = _AutoencoderWithLoss(vae, posterior_noise=1.0)
+        assert not torch.allclose(noisy(x)[0], mode)
+    with pytest.raises(ValueError, match="posterior_noise"):
+        replace(VAE_PRESETS["tiny"], posterior_noise=-1.0)
+
+
+def test_vae_trains_on_crops_and_rejects_off_grid_sizes(tmp_path):
+    tiny = VAE_PRESETS["tiny"]
+    size = tiny.model.image_size
+    result = train_vae(replace(tiny, out_dir=tmp_path, total_steps=2, warmup_steps=1, image_every=1, crop_size=size // 2, **_QUIET))
+    assert result.step == 2 and (tmp_path / "final" / "config.json").is_file()
+    from PIL import Image
+
+    preview = Image.open(tmp_path / "images" / "step_00000001.png")
+    assert preview.height == 2 * (size // 2) + 1  # inputs and reconstructions of the crops, one pixel apart
+    for bad in (size // 2 + 1, 2 * size, -tiny.model.vae_factor * 2):
+        with pytest.raises(ValueError, match="crop_size"):
+            replace(tiny, crop_size=bad)
 
 
 def test_vae_run_continues_from_an_earlier_vae(tmp_path, tiny_vae):
@@ -78,7 +110,7 @@ def test_diffusion_run_uses_the_vae_and_saves_ema_weights(tmp_path, tiny_vae):
     model = MultiViewDiffusion.from_pretrained(result.pretrained_dir)
     vae = AutoencoderKL.from_pretrained(tiny_vae, local_files_only=True)
     assert model.vae.config.scaling_factor == vae.config.scaling_factor
-    assert all(torch.equal(a, b) for a, b in zip(model.vae.state_dict().values(), vae.state_dict().values()))
+    assert all(torch.equal(a, b) for a, b in zip(model.vae.state_dict().values(), vae.state_dict().values(), strict=True))
     # The final folder holds the EMA weights, not the last raw weights.
     payload = torch.load(latest_checkpoint(tmp_path / "checkpoints"), weights_only=False)
     raw = payload["model"]["unet.conv_in.weight"]
@@ -102,6 +134,22 @@ def test_ablations_fine_tune_from_the_full_models_weights(tmp_path):
         assert model.attention == replace(tiny, **switch).attention and model.reconstruct_input == replace(tiny, **switch).reconstruct_input
     with pytest.raises(ValueError, match="different architecture"):
         train_mvdiff(_mvdiff(tmp_path / "wide", init_from=full, model=replace(tiny, view_tokens=3)))
+
+
+def test_init_from_keeps_its_vae_unless_replace_vae_names_one(tmp_path, tiny_vae):
+    from diffusers import AutoencoderKL
+
+    full = train_mvdiff(_mvdiff(tmp_path / "full", total_steps=1, image_every=0)).pretrained_dir  # random VAE
+    kept = MultiViewDiffusion.from_pretrained(full).vae.state_dict()
+    new = AutoencoderKL.from_pretrained(tiny_vae, local_files_only=True)
+    same = train_mvdiff(_mvdiff(tmp_path / "same", total_steps=1, image_every=0, init_from=full, vae_from=tiny_vae)).pretrained_dir
+    assert all(torch.equal(a, b) for a, b in zip(MultiViewDiffusion.from_pretrained(same).vae.state_dict().values(), kept.values(), strict=True))
+    swapped = train_mvdiff(_mvdiff(tmp_path / "swapped", total_steps=1, image_every=0, init_from=full, replace_vae=tiny_vae)).pretrained_dir
+    model = MultiViewDiffusion.from_pretrained(swapped)
+    assert all(torch.equal(a, b) for a, b in zip(model.vae.state_dict().values(), new.state_dict().values(), strict=True))
+    assert model.vae.config.scaling_factor == new.config.scaling_factor != 1.0
+    with pytest.raises(FileNotFoundError, match="train vae"):
+        train_mvdiff(_mvdiff(tmp_path / "missing", init_from=full, replace_vae=tmp_path / "nope"))
 
 
 def test_kill_and_resume_is_bit_exact(tmp_path):

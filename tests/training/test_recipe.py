@@ -70,7 +70,8 @@ def test_stage_configs_follow_the_recipe(tmp_path):
     assert configs["gslrm-objects"].data == "objects" and configs["gslrm-heads"].data == "heads"
     assert configs["gslrm-heads"].init_from == tmp_path / "gslrm-objects" / "final"
     assert configs["gslrm-heads"].lr < configs["gslrm-objects"].lr
-    assert configs["vae"].total_steps == 300 and configs["mvdiff"].total_steps == 400
+    assert configs["vae"].total_steps == 1500 and configs["mvdiff"].total_steps == 400
+    assert configs["vae"].crop_size == 32 and configs["vae"].posterior_noise == 0  # the VAE settings that keep colour
     # The default recipe trains the architecture that ships.
     shipped = json.loads((DEFAULT_WEIGHTS / "gslrm" / "config.json").read_text())
     assert configs["gslrm-heads"].model.to_dict() == {**configs["gslrm-heads"].model.to_dict(), **shipped}

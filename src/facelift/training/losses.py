@@ -100,6 +100,11 @@ class ReconstructionLoss:
     """``1 - SSIM``, or the perceptual network's distance when one is given."""
 
 
+def chroma_of(images: Float[Tensor, "*B 3 H W"]) -> Float[Tensor, "*B 3 H W"]:
+    """Colour without brightness: each pixel minus the mean of its three channels (zero for grey pixels)."""
+    return images - images.mean(dim=-3, keepdim=True)
+
+
 def reconstruction_loss(
     pred: Float[Tensor, "*batch 3 H W"],
     target: Float[Tensor, "*batch 3 H W"],

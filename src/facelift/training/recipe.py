@@ -106,7 +106,9 @@ def recipe_stage_configs(config: RecipeConfig) -> dict[str, Any]:
         objects_steps, heads_steps, heads_lr = 4, 4, gslrm.lr
     else:
         # The schedules of the bundled weights (src/facelift/weights/default/README.md), at 64 px.
-        vae = replace(VAE_PRESETS["default"], batch_size=1, lr=1e-3, warmup_steps=50, total_steps=600, image_every=200, ckpt_every=200)
+        vae = replace(
+            VAE_PRESETS["default"], batch_size=2, lr=4e-4, warmup_steps=50, total_steps=3000, crop_size=32, image_every=500, ckpt_every=250
+        )
         mvdiff = replace(
             MVDIFF_PRESETS["default"], batch_size=4, lr=5e-4, warmup_steps=60, total_steps=800, ema_decay=0.995, image_every=200, ckpt_every=50
         )
