@@ -150,6 +150,8 @@ def test_init_from_keeps_its_vae_unless_replace_vae_names_one(tmp_path, tiny_vae
     assert model.vae.config.scaling_factor == new.config.scaling_factor != 1.0
     with pytest.raises(FileNotFoundError, match="train vae"):
         train_mvdiff(_mvdiff(tmp_path / "missing", init_from=full, replace_vae=tmp_path / "nope"))
+    with pytest.raises(ValueError, match="replace_vae"):
+        _mvdiff(tmp_path / "scratch", replace_vae=tiny_vae)
 
 
 def test_kill_and_resume_is_bit_exact(tmp_path):

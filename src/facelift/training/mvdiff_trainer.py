@@ -131,6 +131,8 @@ class MVDiffTrainConfig:
             raise ValueError(f"dropout probabilities must be >= 0 and sum to <= 1, got {probs}")
         if not 0 <= self.ema_decay < 1 or self.snr_gamma < 0 or self.sample_steps < 1:
             raise ValueError("need 0 <= ema_decay < 1, snr_gamma >= 0 and sample_steps >= 1")
+        if self.replace_vae is not None and self.init_from is None:
+            raise ValueError("replace_vae replaces the VAE of an init_from model; to train from scratch on a VAE use vae_from")
 
     def to_dict(self) -> dict[str, Any]:
         return config_to_dict(self)
