@@ -26,14 +26,13 @@ from facelift.training.losses import chroma_of
 
 def load_vae(spec: str):
     """``default`` (the bundled pipeline's VAE) or an ``AutoencoderKL`` folder."""
-    from diffusers import AutoencoderKL
-
     from facelift.pipeline.facelift import DEFAULT_WEIGHTS
+    from facelift.training.mvdiff_trainer import load_vae_folder
 
-    folder = DEFAULT_WEIGHTS / "mvdiffusion" / "vae" if spec == "default" else Path(spec)
-    if not folder.is_dir():
-        raise SystemExit(f"error: VAE folder {spec} does not exist")
-    return AutoencoderKL.from_pretrained(folder, local_files_only=True, low_cpu_mem_usage=False).float().eval()
+    try:
+        return load_vae_folder(DEFAULT_WEIGHTS / "mvdiffusion" / "vae" if spec == "default" else spec).float().eval()
+    except FileNotFoundError as err:
+        raise SystemExit(f"error: {err}") from None
 
 
 @torch.no_grad()

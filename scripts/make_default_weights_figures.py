@@ -23,10 +23,9 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from facelift.cameras.orbits import facelift_views, turntable_cameras
-from facelift.evaluation.evalset import NUM_FIXED, EvalSet
+from facelift.evaluation.evalset import NUM_FIXED, EvalSet, resize_views
 from facelift.pipeline.facelift import FaceLiftPipeline
 from facelift.rendering.media import image_grid, save_image
 
@@ -37,8 +36,8 @@ FRAMES = 7
 
 
 def _tile(images: torch.Tensor) -> torch.Tensor:
-    """``[V, 3, h, w]`` -> ``[V, 3, TILE, TILE]`` (bilinear, antialiased)."""
-    return F.interpolate(images.float().clamp(0, 1), size=(TILE, TILE), mode="bilinear", antialias=True, align_corners=False)
+    """``[V, 3, h, w]`` -> ``[V, 3, TILE, TILE]`` in [0, 1] (bilinear, antialiased)."""
+    return resize_views(images.float().clamp(0, 1), TILE)
 
 
 def _turntable(pipe: FaceLiftPipeline, gaussians, azimuth: float = 0.0) -> torch.Tensor:
@@ -65,7 +64,7 @@ def heldout_figure(pipe: FaceLiftPipeline, evalset: EvalSet, subjects: list[int]
     tiles = []
     for index in subjects:
         subject = evalset[index]
-        inp = F.interpolate(subject.input_image[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        inp = resize_views(subject.input_image[None], size)
         generated = pipe.generate_views(inp, seed=index, steps=20, guidance=3.0, solver="dpmsolver++")[0]
         gaussians = pipe.reconstruct(*pipe.reconstructor_inputs(inp[0], generated, 0.0))
         six = torch.ones(NUM_FIXED, 3, TILE, TILE)

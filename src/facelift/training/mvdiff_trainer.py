@@ -168,9 +168,20 @@ class _DiffusionSamples(IndexedSubjects):
         return {"images": item["images"], "index": torch.tensor(int(k))}
 
 
-def _build_diffusion(config: MVDiffTrainConfig, device: torch.device):
+def load_vae_folder(folder: str | Path):
+    """The ``AutoencoderKL`` of a folder written by ``facelift train vae`` (local files only).
+
+    Raises:
+        FileNotFoundError: the folder does not exist.
+    """
     from diffusers import AutoencoderKL
 
+    if not Path(folder).is_dir():
+        raise FileNotFoundError(f"VAE folder {folder} does not exist; train one first: facelift train vae")
+    return AutoencoderKL.from_pretrained(folder, local_files_only=True, low_cpu_mem_usage=False)
+
+
+def _build_diffusion(config: MVDiffTrainConfig, device: torch.device):
     from facelift.models.mvdiffusion.model import MultiViewDiffusion
 
     if config.init_from is not None:
@@ -186,9 +197,7 @@ def _build_diffusion(config: MVDiffTrainConfig, device: torch.device):
         model = MultiViewDiffusion.from_config(config.model, seed=config.seed)
     vae_folder = config.replace_vae if config.init_from is not None else config.vae_from
     if vae_folder is not None:
-        if not Path(vae_folder).is_dir():
-            raise FileNotFoundError(f"VAE folder {vae_folder} does not exist; train one first: facelift train vae")
-        vae = AutoencoderKL.from_pretrained(vae_folder, local_files_only=True, low_cpu_mem_usage=False)
+        vae = load_vae_folder(vae_folder)
         if tuple(vae.config.block_out_channels) != tuple(config.model.vae_channels) or vae.config.latent_channels != config.model.latent_channels:
             raise ValueError(f"VAE {vae_folder} does not match config.model (vae_channels, latent_channels)")
         model.vae.load_state_dict(vae.state_dict())
@@ -445,9 +454,7 @@ class _VAETask:
             torch.manual_seed(config.seed)
             vae = AutoencoderKL(**config.model.vae_kwargs())
         if config.init_from is not None:
-            if not Path(config.init_from).is_dir():
-                raise FileNotFoundError(f"VAE folder {config.init_from} does not exist")
-            start = AutoencoderKL.from_pretrained(config.init_from, local_files_only=True, low_cpu_mem_usage=False)
+            start = load_vae_folder(config.init_from)
             try:
                 vae.load_state_dict(start.state_dict())
             except RuntimeError as err:  # missing, unexpected or differently shaped parameters
