@@ -8,7 +8,9 @@ Measured on the project's 2-core CPU: default preset at 128 px, batch 1: 3.5 s p
 1.7 GiB peak RSS); 16 px tiny: 0.06 s per step. (Before the default preset's scale offset moved to 4.3,
 its untrained Gaussians covered hundreds of pixels each and 128 px, batch 2 ran out of memory.)
 
-On CUDA it also reports model FLOP utilisation: transformer FLOPs per sample (6 x matmul parameters x
+On an H100 80GB (torch 2.11, bf16), the official model at 512 px, batch 2, 4 input views ran out of memory without
+``--grad-checkpointing`` (66 GiB allocated by PyTorch when a 6.6 GiB block was asked for; a small training process
+held 3 GiB beside it). On CUDA it also reports model FLOP utilisation: transformer FLOPs per sample (6 x matmul parameters x
 tokens for forward + backward, plus 12 x depth x tokens^2 x width for attention scores and values)
 times samples/s over ``--peak-tflops`` (default 989: H100/H200 dense bf16). Rendering and the loss are
 in the step time but not in the FLOP count, so this is the utilisation of the whole step.
@@ -37,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import baseline_seconds, peak_rss_mib  # noqa: E402
 
 from facelift.models.gslrm import GSLRM, GSLRMConfig  # noqa: E402
-from facelift.training.gslrm_trainer import GSLRM_PRESETS, _IndexedSamples, forward_loss  # noqa: E402
+from facelift.training.gslrm_trainer import GSLRM_PRESETS, _ReconstructorSamples, forward_loss  # noqa: E402
 from facelift.training.optim import build_adamw, clip_and_check, warmup_cosine  # noqa: E402
 
 
@@ -50,6 +52,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--peak-tflops", type=float, default=989.0, help="accelerator peak for the MFU figure")
     parser.add_argument("--model", default=None, choices=["default", "official", "tiny"], help="override the preset's model size")
+    parser.add_argument("--grad-checkpointing", action="store_true", help="recompute transformer blocks in the backward pass")
     args = parser.parse_args()
     config = GSLRM_PRESETS[args.preset]
     if args.batch_size is not None:
@@ -58,8 +61,10 @@ def main() -> None:
         config = replace(config, resolution=args.resolution)
     if args.model is not None:
         config = replace(config, model=getattr(GSLRMConfig, args.model)())
+    if args.grad_checkpointing:
+        config = replace(config, model=replace(config.model, grad_checkpointing=True))
     device = torch.device(args.device)
-    data = _IndexedSamples(config)
+    data = _ReconstructorSamples(config)
 
     data_times = []
     samples = []

@@ -258,3 +258,15 @@ def test_cuda_sampling_matches_cpu():
     cpu = model.sample(image, **{**kwargs, "generator": torch.Generator().manual_seed(0)}).images
     gpu = model.to("cuda").sample(image, **{**kwargs, "generator": torch.Generator().manual_seed(0)}).images.cpu()
     torch.testing.assert_close(gpu, cpu, rtol=0, atol=2e-3)
+
+
+def test_image_encoder_takes_fp32_photos_in_half_precision():
+    """The pipeline casts the diffusion model to fp16 on CUDA but hands it fp32 photos (bf16 here: the CPU's half type)."""
+    from facelift.models.mvdiffusion.conditioning import ImageEncoder
+
+    enc = ImageEncoder(channels=(8, 8), embed_dim=4, image_size=16, norm_num_groups=4)
+    photos = torch.rand(2, 3, 32, 32)
+    full = enc(photos)
+    half = enc.to(torch.bfloat16)(photos)
+    assert half.dtype == torch.bfloat16
+    torch.testing.assert_close(half.float(), full, atol=0.1, rtol=0.1)

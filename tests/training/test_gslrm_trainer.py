@@ -158,3 +158,56 @@ def test_cli_tiny_run(tmp_path, capsys):
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["step"] == 1 and Path(summary["pretrained"]).is_dir()
     assert GSLRM.from_pretrained(summary["pretrained"]).config.width == 16
+
+
+def test_time_box_ends_the_run_with_the_schedule_decayed(tmp_path, monkeypatch):
+    """``max_minutes``: with a fake clock at 1 s per step and a 60 s budget, the run ends at step 60 of 10,000
+    with ``final`` written and the cosine re-fitted to end there; resuming it changes nothing."""
+    from facelift.training import loop
+
+    ticks = iter(range(10**6))
+    monkeypatch.setattr(loop, "_clock", lambda: float(next(ticks)))
+    config = _config(tmp_path, total_steps=10_000, warmup_steps=5, ckpt_every=1000, image_every=0, log_every=5, max_minutes=1.0)
+    result = train(config)
+    assert result.step == result.horizon == 60 and result.pretrained_dir is not None
+    records = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines() if '"lr"' in line]
+    lrs = {r["step"]: r["lr"] for r in records}
+    assert lrs[60] < 0.01 * config.lr < lrs[30]
+    again = train(config)
+    assert again.step == 60 and again.horizon == 60 and again.resumed_from.name == "step_00000060.pt"
+
+
+@pytest.mark.parametrize("minutes", [0, -1.0, float("nan")])
+def test_time_box_must_be_positive(tmp_path, minutes):
+    with pytest.raises(ValueError, match="max_minutes"):
+        _config(tmp_path, max_minutes=minutes)
+
+
+def test_on_the_fly_supersampling_matches_the_stream(tmp_path):
+    """``supersample`` reaches the on-the-fly renders: sample 0 at 2x2 is the stream's 2x2 render of that subject."""
+    from facelift.synthetic.dataset import SyntheticStream
+    from facelift.training.loop import IndexedSubjects
+
+    common = {"mode": "diffusion", "resolution": 16, "background": "white", "seed": 3}
+    fine, coarse = IndexedSubjects("heads", None, supersample=2, **common), IndexedSubjects("heads", None, **common)
+    item = fine[0]
+    subject = fine._subject(0)[1]
+    stream = SyntheticStream("heads", resolution=16, mode="diffusion", background="white", supersample=2, subjects=[subject], epochs=1)
+    torch.testing.assert_close(item["images"], next(iter(stream))["images"])
+    assert not torch.equal(item["images"], coarse[0]["images"])
+    with pytest.raises(ValueError, match="supersample"):
+        _config(tmp_path, supersample=5)
+
+
+def test_on_the_fly_samples_do_not_depend_on_the_worker_count():
+    """Every DataLoader worker renders the samples it is given (a stream sharded by worker once made worker 1 of 2
+    render nothing, which ended the loader after the first batch), and the samples are those of one process."""
+    from facelift.training.loop import IndexedSubjects, StepBatches
+
+    data = IndexedSubjects("heads", None, mode="diffusion", resolution=16, background="white", seed=1)
+    batches = {}
+    for workers in (0, 2):
+        loader = torch.utils.data.DataLoader(data, batch_sampler=StepBatches(0, 3, 2, 0, 1), num_workers=workers)
+        batches[workers] = [b["images"] for b in loader]
+    assert len(batches[2]) == len(batches[0]) == 3
+    assert all(torch.equal(a, b) for a, b in zip(batches[0], batches[2], strict=True))

@@ -689,6 +689,8 @@ class SyntheticStream(torch.utils.data.IterableDataset):
         epochs: passes over the subjects (None: endless).
         seed: seeds subject order, view choice and backgrounds.
         device: where samples are rendered and returned.
+        shard: split the subjects across DataLoader workers (False: the stream ignores the worker it runs in and
+            yields the same items in every one, as needed when a map-style dataset renders one subject with it).
 
     Example:
         >>> stream = SyntheticStream("heads", resolution=32, num_random=2, supersample=1)
@@ -712,6 +714,7 @@ class SyntheticStream(torch.utils.data.IterableDataset):
         epochs: int | None = None,
         seed: int = 0,
         device: torch.device | str = "cpu",
+        shard: bool = True,
     ) -> None:
         super().__init__()
         size = split_size(kind, split)
@@ -724,13 +727,14 @@ class SyntheticStream(torch.utils.data.IterableDataset):
         if epochs is not None and epochs < 1:
             raise ValueError(f"epochs must be >= 1 or None, got {epochs}")
         self.kind, self.split, self.mode, self.epochs, self.seed = kind, split, mode, epochs, int(seed)
+        self.shard = bool(shard)
         self.options = {
             "resolution": _check_resolution(resolution), "num_random": 0 if mode == "diffusion" else num_random,
             "supersample": supersample, "random_azimuth": random_azimuth, "device": device,
         }  # fmt: skip
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        info = torch.utils.data.get_worker_info()
+        info = torch.utils.data.get_worker_info() if self.shard else None
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
         pool = self.subjects[worker::workers]
         if len(pool) == 0:

@@ -100,10 +100,14 @@ class GSLRMTrainConfig:
     render_on_device: bool = False
     """Render on-the-fly training data on the training device in the training process (a GPU run then
     needs neither a dataset upload nor CPU workers; needs ``workers == 0``)."""
+    supersample: int = 1
+    """Anti-aliasing of on-the-fly data: samples per pixel along each axis (2 matches ``facelift synth``; ~3x slower)."""
     tensorboard: bool = True
     """Also log to TensorBoard when ``torch.utils.tensorboard`` is importable."""
     progress: bool = True
     """Show a progress bar (rank 0)."""
+    max_minutes: float | None = None
+    """Time box: end the run after this many minutes of training, fitting the lr schedule's end to it (see ``run_training``)."""
 
     def __post_init__(self) -> None:
         check_loop_config(self, extra_positive=("resolution", "views_per_sample", "input_views"))
@@ -155,6 +159,7 @@ class _ReconstructorSamples(IndexedSubjects):
         super().__init__(
             config.data, config.data_root, mode="reconstructor", resolution=config.resolution,
             num_views=config.views_per_sample, num_random=config.num_random, background="white", seed=config.seed,
+            supersample=config.supersample,
         )  # fmt: skip
         self.input_views = config.input_views
 

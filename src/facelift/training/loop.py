@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import re
 import time
@@ -82,6 +83,7 @@ class LoopConfig(Protocol):
     render_on_device: bool
     tensorboard: bool
     progress: bool
+    max_minutes: float | None
 
     def to_dict(self) -> dict[str, Any]: ...
 
@@ -140,7 +142,9 @@ class TrainResult:
     skipped_steps: int
     """Steps skipped by the gradient guard during this call."""
     pretrained_dir: Path | None
-    """The ``save_pretrained`` folder (written when the run reached ``total_steps``)."""
+    """The ``save_pretrained`` folder (written when the run reached ``total_steps`` or its time budget's horizon)."""
+    horizon: int = 0
+    """The step the learning-rate schedule ends at: ``total_steps``, or fewer when ``max_minutes`` shortened the run."""
 
 
 def check_loop_config(config: Any, extra_positive: tuple[str, ...] = ()) -> None:
@@ -152,10 +156,55 @@ def check_loop_config(config: Any, extra_positive: tuple[str, ...] = ()) -> None
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
     if not config.lr > 0 or config.warmup_steps < 0 or config.warmup_steps > config.total_steps:
         raise ValueError(f"need lr > 0 and 0 <= warmup_steps <= total_steps, got {config.lr}, {config.warmup_steps}")
+    if getattr(config, "supersample", 1) not in (1, 2, 3, 4):
+        raise ValueError(f"supersample must be 1, 2, 3 or 4, got {config.supersample!r}")
     if config.image_every < 0 or config.workers < 0:
         raise ValueError("image_every and workers must be >= 0")
     if config.render_on_device and config.workers:
         raise ValueError("render_on_device renders in the training process: it needs workers == 0")
+    minutes = getattr(config, "max_minutes", None)
+    if minutes is not None and not (isinstance(minutes, (int, float)) and math.isfinite(minutes) and minutes > 0):
+        raise ValueError(f"max_minutes must be a positive number of minutes or None, got {minutes!r}")
+
+
+_RETIME_EVERY = 25
+"""With ``max_minutes``: steps between two re-estimates of the step time (and of the schedule's horizon)."""
+_clock = time.perf_counter
+"""The time box's clock (tests replace it)."""
+
+
+class _Horizon:
+    """Where a time-boxed run ends: re-estimated from the recent step time every ``_RETIME_EVERY`` steps, so that the
+    cosine schedule (re-fitted to it) reaches its end when the budget does."""
+
+    def __init__(self, config: LoopConfig, scheduler: torch.optim.lr_scheduler.LambdaLR, step: int, horizon: int) -> None:
+        self.config, self.scheduler = config, scheduler
+        minutes = getattr(config, "max_minutes", None)
+        self.budget_s = None if minutes is None else 60.0 * float(minutes)
+        self.start = _clock()
+        self.mark = (step, self.start)
+        self.steps = config.total_steps
+        self.set(horizon, step)
+
+    def set(self, horizon: int, step: int) -> None:
+        horizon = min(max(horizon, step, 1), self.config.total_steps)
+        if horizon != self.steps:
+            warmup = min(self.config.warmup_steps, horizon)
+            self.scheduler.lr_lambdas = warmup_cosine(self.scheduler.optimizer, warmup, horizon, self.config.min_lr_ratio).lr_lambdas
+            self.steps = horizon
+
+    def update(self, step: int) -> None:
+        """After ``step`` optimiser steps: past the budget the run ends here; else every few steps re-fit the horizon."""
+        if self.budget_s is None:
+            return
+        now = _clock()
+        left = self.budget_s - (now - self.start)
+        if left <= 0:
+            self.set(step, step)
+        elif step - self.mark[0] >= _RETIME_EVERY:
+            per_step = (now - self.mark[1]) / (step - self.mark[0])
+            self.mark = (step, now)
+            self.set(step + int(left / per_step), step)
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:
@@ -210,6 +259,8 @@ class IndexedSubjects(torch.utils.data.Dataset):
         seed: seeds the order, views and backgrounds.
         render_device: where on-the-fly samples are rendered (and returned); :func:`run_training` sets the
             training device here when the config asks for ``render_on_device``.
+        supersample: anti-aliasing samples per pixel along each axis of on-the-fly renders (``facelift synth``
+            writes 2; 1 renders about 3x faster with jagged edges).
     """
 
     def __init__(
@@ -224,12 +275,14 @@ class IndexedSubjects(torch.utils.data.Dataset):
         background: str = "white",
         seed: int = 0,
         render_device: str | torch.device = "cpu",
+        supersample: int = 1,
     ) -> None:
         from facelift.synthetic.dataset import SyntheticFolderDataset, split_size
 
         self.render_device = torch.device(render_device)
         self.kind, self.data_root, self.mode, self.resolution = kind, data_root, mode, resolution
         self.num_views, self.num_random, self.background, self.seed = num_views, num_random, background, seed
+        self.supersample = supersample
         if data_root is not None:
             self.folder = SyntheticFolderDataset(data_root, mode=mode, num_views=num_views, background=background, seed=seed)
             self.size = len(self.folder)
@@ -258,8 +311,8 @@ class IndexedSubjects(torch.utils.data.Dataset):
             seed = int(torch.randint(2**62, (1,), generator=seeded_generator(self.seed, _DATA_TAG, k)))
             stream = SyntheticStream(
                 self.kind, "train", resolution=self.resolution, num_views=self.num_views, mode=self.mode,
-                num_random=self.num_random, background=self.background, supersample=1, subjects=[subject], epochs=1,
-                seed=seed, device=self.render_device,
+                num_random=self.num_random, background=self.background, supersample=self.supersample, subjects=[subject], epochs=1,
+                seed=seed, device=self.render_device, shard=False,
             )  # fmt: skip
             item = next(iter(stream))
         if tuple(item["images"].shape[-2:]) != (self.resolution, self.resolution):
@@ -351,13 +404,19 @@ def run_training(
     Writes ``log.jsonl`` (and TensorBoard when available), ``images/step_*.png`` previews and keeps the
     newest ``keep_checkpoints`` checkpoints.
 
+    Time box (``config.max_minutes``, e.g. a GPU lease): the run ends when that much wall time has passed since
+    its loop started (or at ``total_steps``, whichever comes first) and writes ``final`` there. Every 25 steps the
+    step time of the last 25 steps projects where the budget ends, and the warmup-cosine schedule is re-fitted to
+    end at that step (its *horizon*), so the learning rate has decayed when time is up. Checkpoints record the
+    horizon; a resumed run keeps it (and a finished one stays finished).
+
     Args:
         config: the run's loop settings (see :class:`LoopConfig`).
         build_task: makes the task on the chosen device (called once, after the process group is set up).
         dataset: global sample index -> item; batches are collated with the default collate.
         name: shown on the progress bar.
         stop_after: stop once this many steps are done (a checkpoint is written there), as if the run had
-            been interrupted; for tests and time-boxed jobs.
+            been interrupted; for tests.
 
     Returns:
         :class:`TrainResult`.
@@ -376,18 +435,20 @@ def run_training(
     model = task.model
     optimizer = build_adamw(model, config.lr, weight_decay=config.weight_decay)
     scheduler = warmup_cosine(optimizer, config.warmup_steps, config.total_steps, config.min_lr_ratio)
-    start_step = 0
+    start_step, horizon = 0, config.total_steps
     resumed_from = latest_checkpoint(ckpt_dir)
     if resumed_from is not None:
         payload = load_checkpoint(resumed_from, model=model, optimizer=optimizer, scheduler=scheduler)
         start_step = int(payload["step"])
         task.load_extra_state(payload["extra"].get("task", {}))
+        horizon = int(payload["extra"].get("horizon", config.total_steps))
         saved = payload["extra"].get("config", {})
         changed = sorted(k for k, v in config.to_dict().items() if k in saved and saved[k] != v and k not in _COSMETIC)
         if changed:
             logger.warning("resuming %s with changed settings: %s", resumed_from, ", ".join(changed))
         logger.info("resumed from %s at step %d", resumed_from, start_step)
-    stop = config.total_steps if stop_after is None else min(int(stop_after), config.total_steps)
+    timer = _Horizon(config, scheduler, start_step, horizon)  # a resumed time-boxed run keeps its horizon
+    last = config.total_steps if stop_after is None else min(int(stop_after), config.total_steps)
 
     net: nn.Module = model
     if ddp.world > 1:
@@ -399,7 +460,7 @@ def run_training(
         dataset.render_device = device
     loader = torch.utils.data.DataLoader(
         dataset,
-        batch_sampler=StepBatches(start_step, stop, config.batch_size, ddp.rank, ddp.world),
+        batch_sampler=StepBatches(start_step, last, config.batch_size, ddp.rank, ddp.world),
         num_workers=config.workers,
         pin_memory=device.type == "cuda" and not on_device,
     )
@@ -410,12 +471,14 @@ def run_training(
     if is_main and config.progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=config.total_steps, initial=start_step, desc=f"{name} {config.preset}", unit="step", dynamic_ncols=True)
+        bar = tqdm(total=timer.steps, initial=start_step, desc=f"{name} {config.preset}", unit="step", dynamic_ncols=True)
 
     step, final_loss, skipped_steps = start_step, float("nan"), 0
     tick, samples_since = time.perf_counter(), 0
     model.train()
     try:
+        if start_step >= timer.steps:
+            loader = []
         for batch in loader:
             out = task.forward(net, batch, autocast)
             out.loss.backward()
@@ -438,8 +501,16 @@ def run_training(
                 task.after_step(step)
             final_loss = float(mean_loss)
             samples_since += out.batch_size * ddp.world
+            timer.update(step)
+            if ddp.world > 1 and timer.budget_s is not None:  # every rank ends at rank 0's horizon
+                agreed = torch.tensor([timer.steps], device=device)
+                dist.broadcast(agreed, 0)
+                timer.set(int(agreed.item()), step)
+            done = step >= timer.steps or (stop_after is not None and step >= stop_after)
+            if bar is not None and bar.total != timer.steps:
+                bar.total = timer.steps
 
-            if is_main and (step % config.log_every == 0 or step == stop):
+            if is_main and (step % config.log_every == 0 or done):
                 now = time.perf_counter()
                 rate = samples_since / max(now - tick, 1e-9)
                 tick, samples_since = now, 0
@@ -455,14 +526,14 @@ def run_training(
                 path = out_dir / "images" / f"step_{step:08d}.png"
                 save_image(path, out.preview())
                 metrics.log_image(step, "preview", path)
-            if is_main and (step % config.ckpt_every == 0 or step == stop):
-                save_checkpoint(
-                    ckpt_dir / checkpoint_name(step), model=model, optimizer=optimizer, scheduler=scheduler, step=step,
-                    extra={"config": config.to_dict(), "world_size": ddp.world, "task": task.extra_state()},
-                )  # fmt: skip
+            if is_main and (step % config.ckpt_every == 0 or done):
+                extra = {"config": config.to_dict(), "world_size": ddp.world, "task": task.extra_state(), "horizon": timer.steps}
+                save_checkpoint(ckpt_dir / checkpoint_name(step), model=model, optimizer=optimizer, scheduler=scheduler, step=step, extra=extra)
                 _prune_checkpoints(ckpt_dir, config.keep_checkpoints)
+            if done:
+                break
         pretrained = None
-        if step >= config.total_steps:
+        if step >= timer.steps:
             pretrained = out_dir / "final"
             if is_main:
                 task.save_final(pretrained)
@@ -474,4 +545,4 @@ def run_training(
         metrics.close()
         if ddp.owns_group and dist.is_initialized():
             dist.destroy_process_group()
-    return TrainResult(step, resumed_from, final_loss, skipped_steps, pretrained)
+    return TrainResult(step, resumed_from, final_loss, skipped_steps, pretrained, timer.steps)

@@ -78,7 +78,7 @@ class ImageEncoder(ModelMixin, ConfigMixin):
         self.norm = nn.LayerNorm(embed_dim)
 
     def forward(self, images: Float[Tensor, "B 3 H W"]) -> Float[Tensor, "B D"]:
-        x = resize_images(images, self.config.image_size) * 2 - 1
+        x = (resize_images(images, self.config.image_size) * 2 - 1).to(self.proj.weight.dtype)  # fp32 photos, fp16 weights
         x = self.stages(x).mean(dim=(-2, -1))  # [B, C]
         return self.norm(self.proj(x))
 
