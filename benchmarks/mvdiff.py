@@ -14,7 +14,9 @@ its figures cover everything but that. A same-process baseline (``_common.baseli
 so that times compare across machines.
 
 Targets (issue 5), on an H100/H200, official size, 512 px, guidance on: <= 1.0 s with the fast solver at
-<= 25 steps, <= 2.5 s with DDIM-50 (the reference release takes about 5.5 s).
+<= 25 steps, <= 2.5 s with DDIM-50 (the reference release takes about 5.5 s). Measured on an H100 80GB (torch
+2.11, eager, fp16, ``--fast-steps 20 25 --repeats 2``): DDIM-50 3.09 s, DPM-Solver++ 20 steps 1.15 s, 25 steps
+1.40 s.
 """
 
 from __future__ import annotations
