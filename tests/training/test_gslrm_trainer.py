@@ -167,12 +167,14 @@ def test_time_box_ends_the_run_with_the_schedule_decayed(tmp_path, monkeypatch):
 
     ticks = iter(range(10**6))
     monkeypatch.setattr(loop, "_clock", lambda: float(next(ticks)))
-    config = _config(tmp_path, total_steps=10_000, warmup_steps=5, ckpt_every=1000, image_every=0, log_every=5, max_minutes=1.0)
+    config = _config(tmp_path, total_steps=10_000, warmup_steps=5, ckpt_every=1000, image_every=0, log_every=1, max_minutes=1.0)
     result = train(config)
     assert result.step == result.horizon == 60 and result.pretrained_dir is not None
     records = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines() if '"lr"' in line]
     lrs = {r["step"]: r["lr"] for r in records}
     assert lrs[60] < 0.01 * config.lr < lrs[30]
+    after_warmup = [lrs[s] for s in range(6, 61)]  # re-fitting the schedule never sends a step off it
+    assert all(a >= b for a, b in zip(after_warmup, after_warmup[1:], strict=False))
     again = train(config)
     assert again.step == 60 and again.horizon == 60 and again.resumed_from.name == "step_00000060.pt"
 

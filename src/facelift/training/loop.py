@@ -36,7 +36,7 @@ from facelift.training.checkpoint import (
     save_checkpoint,
 )
 from facelift.training.metrics import MetricLogger
-from facelift.training.optim import build_adamw, clip_and_check, warmup_cosine
+from facelift.training.optim import build_adamw, clip_and_check, warmup_cosine, warmup_cosine_factor
 
 __all__ = [
     "IndexedSubjects",
@@ -189,8 +189,12 @@ class _Horizon:
     def set(self, horizon: int, step: int) -> None:
         horizon = min(max(horizon, step, 1), self.config.total_steps)
         if horizon != self.steps:
-            warmup = min(self.config.warmup_steps, horizon)
-            self.scheduler.lr_lambdas = warmup_cosine(self.scheduler.optimizer, warmup, horizon, self.config.min_lr_ratio).lr_lambdas
+            sched = self.scheduler
+            factor = warmup_cosine_factor(min(self.config.warmup_steps, horizon), horizon, self.config.min_lr_ratio)
+            sched.lr_lambdas = [factor] * len(sched.optimizer.param_groups)
+            # The next optimiser step's learning rate follows the re-fitted schedule (last_epoch = steps taken).
+            for group, base in zip(sched.optimizer.param_groups, sched.base_lrs, strict=True):
+                group["lr"] = base * factor(sched.last_epoch)
             self.steps = horizon
 
     def update(self, step: int) -> None:
@@ -408,7 +412,7 @@ def run_training(
     its loop started (or at ``total_steps``, whichever comes first) and writes ``final`` there. Every 25 steps the
     step time of the last 25 steps projects where the budget ends, and the warmup-cosine schedule is re-fitted to
     end at that step (its *horizon*), so the learning rate has decayed when time is up. Checkpoints record the
-    horizon; a resumed run keeps it (and a finished one stays finished).
+    horizon; a resumed run keeps it (and a finished one stays finished) and gets the budget afresh from its restart.
 
     Args:
         config: the run's loop settings (see :class:`LoopConfig`).

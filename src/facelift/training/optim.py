@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-__all__ = ["StepGuard", "build_adamw", "clip_and_check", "warmup_cosine"]
+__all__ = ["StepGuard", "build_adamw", "clip_and_check", "warmup_cosine", "warmup_cosine_factor"]
 
 
 def build_adamw(
@@ -70,6 +71,11 @@ def warmup_cosine(
         >>> [round(sched.lr_lambdas[0](s), 3) for s in range(5)]
         [0.5, 1.0, 1.0, 0.5, 0.0]
     """
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine_factor(warmup_steps, total_steps, min_lr_ratio))
+
+
+def warmup_cosine_factor(warmup_steps: int, total_steps: int, min_lr_ratio: float = 0.0) -> Callable[[int], float]:
+    """The learning-rate factor of :func:`warmup_cosine` as a function of the step (no scheduler attached)."""
     if warmup_steps < 0 or total_steps < 1 or warmup_steps > total_steps:
         raise ValueError(f"need 0 <= warmup_steps <= total_steps and total_steps >= 1, got {warmup_steps}, {total_steps}")
     if not 0.0 <= min_lr_ratio <= 1.0:
@@ -82,7 +88,7 @@ def warmup_cosine(
         t = min(max((step - warmup_steps) / span, 0.0), 1.0)
         return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * t))
 
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    return factor
 
 
 @dataclass(frozen=True)
