@@ -4,7 +4,8 @@
 #   pytest-gpu:  the tests marked gpu (gsplat against the portable renderer, diffusion on CUDA); gsplat compiles
 #                its CUDA code on first use (about 2 minutes), so run this before anything else renders
 #   synth:       synthetic-engine throughput, heads and objects, 16 subjects x 38 views at 256^2
-#   mvdiff:      multi-view diffusion sampling at the official size (random weights, fp16, DDIM-50, DPM-Solver++ 20/25)
+#   mvdiff:      multi-view diffusion sampling at the official size (random weights, fp16, DDIM-50, DPM-Solver++
+#                15/20/25): eager, channels-last, and torch.compile of the UNet
 #   train-speed: a GS-LRM training step at the official size (512 px, batch 4, gradient checkpointing; without it
 #                batch 2 ran out of memory on an H100) and the default size: samples/s and MFU
 #   render:      the parity benchmark against the portable renderer and the render benchmark on both backends
@@ -48,7 +49,9 @@ for group in ${CHECKS:-pytest-gpu synth mvdiff train-speed render bench}; do
     step "$log" 45 synth-objects python3 benchmarks/synth.py --device cuda --kinds objects --subjects 16 --views 38 --res 256 --repeats 2 --json "$RES/synth_objects.json"
     ;;
   mvdiff)
-    step "$log" 90 mvdiff-official-fp16 python3 benchmarks/mvdiff.py --model official --device cuda --dtype fp16 --fast-steps 20 25 --repeats 2 --json "$RES/mvdiff_official_fp16.json"
+    step "$log" 90 mvdiff-official-fp16 python3 benchmarks/mvdiff.py --model official --device cuda --dtype fp16 --fast-steps 15 20 25 --repeats 2 --json "$RES/mvdiff_official_fp16.json"
+    step "$log" 60 mvdiff-official-fp16-cl python3 benchmarks/mvdiff.py --model official --device cuda --dtype fp16 --channels-last --fast-steps 15 25 --repeats 2 --json "$RES/mvdiff_official_fp16_cl.json"
+    step "$log" 240 mvdiff-official-fp16-compile python3 benchmarks/mvdiff.py --model official --device cuda --dtype fp16 --compile --fast-steps 15 25 --repeats 2 --json "$RES/mvdiff_official_fp16_compile.json"
     ;;
   train-speed)
     step "$log" 75 train-gslrm-official python3 benchmarks/train_gslrm.py --device cuda --preset default --model official --resolution 512 --batch-size 4 --steps 4 --grad-checkpointing
