@@ -12,6 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from facelift.cameras import (
+    EIGHT_VIEW_NAMES,
+    view_azimuths,
     FACELIFT_VIEW_AZIMUTHS,
     FACELIFT_VIEW_NAMES,
     REFERENCE_FOCAL,
@@ -181,6 +183,20 @@ def test_facelift_views_follow_input_azimuth():
     torch.testing.assert_close(views.K, orbit.K)
     # The first view is the input camera itself, the fourth is opposite it.
     torch.testing.assert_close(views.positions[3], -views.positions[0])
+
+
+def test_named_view_sets():
+    eight = facelift_views(30.0, view_names=EIGHT_VIEW_NAMES, dtype=torch.float64)
+    assert eight.batch_shape == (8,)
+    six = facelift_views(30.0, dtype=torch.float64)
+    shared = [EIGHT_VIEW_NAMES.index(n) for n in FACELIFT_VIEW_NAMES]
+    torch.testing.assert_close(eight.c2w[shared], six.c2w)  # the six are among the eight, same cameras
+    # Every 45 degrees: back_right halfway between right and back, opposite front_left.
+    torch.testing.assert_close(eight.positions[3], -eight.positions[7])
+    assert view_azimuths(("back_left", "front")) == (225.0, 0.0)
+    for bad in ((), ("front", "front"), ("front", "up")):
+        with pytest.raises(ValueError, match="view names"):
+            facelift_views(view_names=bad)
 
 
 def test_facelift_views_batched():

@@ -91,6 +91,28 @@ def test_reconstructor_mode_and_view_subsets(tiny_weights, tmp_path):
         evaluate(_settings(tiny_weights / "gslrm", subjects=1), tmp_path / "bare2", progress=False)
 
 
+def test_eight_view_ablation(tiny_weights, tmp_path):
+    from facelift.cameras import EIGHT_VIEW_NAMES
+    from facelift.pipeline.facelift import FaceLiftPipeline
+
+    with pytest.raises(ValueError, match="views-8"):  # six-view weights
+        evaluate(with_ablation(_settings(tiny_weights, subjects=1), "views-8"), tmp_path / "no", progress=False)
+    pipe = FaceLiftPipeline.from_pretrained(tiny_weights, device="cpu")
+    pipe.diffusion.set_view_names(EIGHT_VIEW_NAMES)
+    eight = evaluate(with_ablation(_settings(tiny_weights, subjects=1), "views-8"), tmp_path / "eight", progress=False, pipe=pipe)
+    assert eight["reconstructor_views"] == list(range(8))
+    # The generated views are scored where the evaluation set has the same view: six of the eight.
+    assert eight["metrics"]["generated"]["psnr_views"] == 6 and eight["metrics"]["novel"]["psnr_views"] == 2
+    six = evaluate(_settings(tiny_weights, subjects=1), tmp_path / "six", progress=False)
+    assert eight["per_subject"][0]["num_gaussians"] > six["per_subject"][0]["num_gaussians"]  # 8 views' pixels
+    with pytest.raises(ValueError, match="view_names"):  # views-4 indexes the six views
+        evaluate(with_ablation(_settings(tiny_weights, subjects=1), "views-4"), tmp_path / "four", progress=False, pipe=pipe)
+    with pytest.raises(ValueError, match="views-4"):  # the four-view model's row
+        evaluate(with_ablation(_settings(tiny_weights, subjects=1), "views-4-model"), tmp_path / "four", progress=False, pipe=pipe)
+    with pytest.raises(ValueError, match="0..7"):
+        evaluate(_settings(tiny_weights, subjects=1, views=(0, 8)), tmp_path / "bad", progress=False, pipe=pipe)
+
+
 def test_ablation_weights_are_checked(tiny_weights, tmp_path):
     with pytest.raises(ValueError, match="no-input-recon"):
         evaluate(with_ablation(_settings(tiny_weights, subjects=1), "no-input-recon"), tmp_path / "a", progress=False)

@@ -18,6 +18,7 @@ from facelift.models.mvdiffusion import (
     MVDiffusionConfig,
     make_scheduler,
     noise_level_embedding,
+    remap_view_embeddings,
 )
 
 TINY = MVDiffusionConfig.tiny()
@@ -57,6 +58,31 @@ def test_without_input_view_reconstruction_generates_five_views():
     assert result.images.shape == (1, 5, 3, 32, 32) and result.view_names[0] == "front_right"
     with pytest.raises(ValueError, match="5"):
         model(torch.zeros(1, 6, 4, 16, 16), 1, torch.zeros(1, 4, 16, 16), cond_images=torch.rand(1, 3, 32, 32))
+
+
+def test_eight_views_and_remapped_view_embeddings():
+    from facelift.cameras import EIGHT_VIEW_NAMES, FACELIFT_VIEW_NAMES
+
+    e = torch.randn(6, 3, 8)
+    out = remap_view_embeddings(e, FACELIFT_VIEW_NAMES, EIGHT_VIEW_NAMES)
+    assert out.shape == (8, 3, 8)
+    for i, name in enumerate(EIGHT_VIEW_NAMES):
+        if name in FACELIFT_VIEW_NAMES:
+            assert torch.equal(out[i], e[FACELIFT_VIEW_NAMES.index(name)])
+    # back_right (135) sits halfway between right (90) and back (180): same direction as their mean, the mean norm.
+    mean = (e[2] + e[3]) / 2
+    torch.testing.assert_close(out[3] / out[3].norm(dim=-1, keepdim=True), mean / mean.norm(dim=-1, keepdim=True))
+    torch.testing.assert_close(out[3].norm(dim=-1), (e[2].norm(dim=-1) + e[3].norm(dim=-1)) / 2)
+    # Back to six: exactly the original rows.
+    assert torch.equal(remap_view_embeddings(out, EIGHT_VIEW_NAMES, FACELIFT_VIEW_NAMES), e)
+    with pytest.raises(ValueError, match="input view"):
+        remap_view_embeddings(e, FACELIFT_VIEW_NAMES, ("right", "front"))
+    model = MultiViewDiffusion.from_config(TINY, seed=0).eval()
+    model.set_view_names(EIGHT_VIEW_NAMES)
+    assert model.num_views == 8 and model.config.view_names == EIGHT_VIEW_NAMES
+    result = model.sample(torch.rand(1, 3, 32, 32), num_inference_steps=1, guidance_scale=1.0)
+    assert result.images.shape == (1, 8, 3, 32, 32) and result.view_names == EIGHT_VIEW_NAMES
+    assert MultiViewDiffusion.from_config(replace(TINY, view_names=EIGHT_VIEW_NAMES)).num_views == 8
 
 
 def _changed_views(model: MultiViewDiffusion, mode: str, perturbed: int) -> list[bool]:
@@ -172,6 +198,24 @@ def test_seeds_reproduce_and_per_subject_generators_are_batch_independent(tiny_m
     torch.testing.assert_close(pair[1:], alone, rtol=1e-4, atol=1e-4)
     with pytest.raises(ValueError, match="generators"):
         tiny_model.sample(images, generator=gens[:1], **kwargs)
+
+
+def test_ddim_noise_follows_the_generator_step_by_step(tiny_model):
+    """sample() draws DDIM's per-step noise up front (one device copy); the numbers are those of drawing it
+    step by step, as this hand-written loop does."""
+    image = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    out = tiny_model.sample(image, num_inference_steps=3, guidance_scale=1.0, generator=torch.Generator().manual_seed(5))
+    g = torch.Generator().manual_seed(5)
+    scheduler = make_scheduler(tiny_model.scheduler_config, "ddim")
+    scheduler.set_timesteps(3)
+    with torch.no_grad():
+        cond, labels = tiny_model.encode_latents(image).float(), tiny_model.class_labels(image).float()
+        s = cond.shape[-1]
+        latents = torch.randn((1, tiny_model.num_views, cond.shape[1], s, s), generator=g) * scheduler.init_noise_sigma
+        for t in scheduler.timesteps:
+            pred = tiny_model(scheduler.scale_model_input(latents, t), t, cond, class_labels=labels).float()
+            latents = scheduler.step(pred, t, latents, eta=1.0, variance_noise=torch.randn(latents.shape, generator=g)).prev_sample
+    torch.testing.assert_close(out.latents, latents)
 
 
 def test_guidance_and_solver_change_the_result(tiny_model):

@@ -47,6 +47,27 @@ def test_stages_work_alone(pipe):
         pipe.reconstruct(torch.rand(6, 3, 30, 30), facelift_views(resolution=30))
 
 
+def test_an_eight_view_diffusion_model_runs_end_to_end(tmp_path):
+    from facelift.cameras import EIGHT_VIEW_NAMES
+    from facelift.pipeline.export import ResultSettings, export_result
+
+    eight = FaceLiftPipeline.from_pretrained(make_tiny_pipeline(tmp_path / "tiny"))
+    eight.diffusion.set_view_names(EIGHT_VIEW_NAMES)
+    saved = eight.save_pretrained(tmp_path / "eight")
+    eight = FaceLiftPipeline.from_pretrained(saved)  # the view set is part of the saved model
+    result = eight(SAMPLE_PHOTO, seed=0, steps=1)
+    assert result.views.shape == (8, 3, 32, 32) and result.view_names == EIGHT_VIEW_NAMES
+    torch.testing.assert_close(result.cameras.c2w, facelift_views(result.input.azimuth_deg, resolution=32, view_names=EIGHT_VIEW_NAMES).c2w)
+    images, cameras = eight.reconstructor_inputs(result.input.image, result.views, result.input.azimuth_deg, select=(0, 3, 5))
+    assert images.shape[0] == 3 and torch.equal(cameras.c2w, result.cameras.c2w[[0, 3, 5]])
+    with pytest.raises(ValueError, match="expected 8 views"):
+        eight.reconstructor_inputs(result.input.image, result.views[:6])
+    out = tmp_path / "out"
+    out.mkdir()
+    export_result(out, result, ResultSettings(resolution=32, turntable_frames=0, mesh_format="none"))
+    assert sorted(p.name for p in (out / "views").glob("*.png"))[3] == "003_back_right.png"
+
+
 def test_weights_specs_are_checked(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a facelift weights folder"):
         resolve_weights(tmp_path)

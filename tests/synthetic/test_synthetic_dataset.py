@@ -379,6 +379,39 @@ def test_folder_dataset_matches_the_stream(written):
     _check_item(recon, 5, 32)
 
 
+def test_other_fixed_view_sets(tmp_path):
+    """The eight-view data of the view-count ablation: rendered, written, streamed and read by name."""
+    eight = ("front", "front_right", "right", "back_right", "back", "back_left", "left", "front_left")
+    render = render_subject("heads", 5, "test", fixed_views=eight, **TINY)
+    assert render.view_names == [*eight, "random_000", "random_001"] and render.rgba.shape[0] == 10
+    torch.testing.assert_close(render.cameras.c2w[:8], facelift_views(0.0, resolution=32, view_names=eight).c2w)
+    six = render_subject("heads", 5, "test", **TINY)
+    torch.testing.assert_close(render.cameras.c2w[8:], six.cameras.c2w[6:])  # random views do not move
+    shared = [eight.index(n) for n in FACELIFT_VIEW_NAMES]
+    assert (render.rgba[shared] - six.rgba[:6]).abs().mean() < 0.01  # same views (shadow noise aside)
+    generate("heads", tmp_path, 1, "test", progress=False, fixed_views=eight, start=5, **TINY)
+    with pytest.raises(ValueError, match="fixed views"):
+        generate("heads", tmp_path, 1, "test", progress=False, start=5, **TINY)
+    # Diffusion items pick the named views from the folder, in the order asked for.
+    item = SyntheticFolderDataset(tmp_path / "test", mode="diffusion", fixed_views=eight, background="white")[0]
+    _check_item(item, 8, 32)
+    torch.testing.assert_close(item["c2w"], facelift_views(0.0, resolution=32, view_names=eight).c2w, atol=1e-6, rtol=0)
+    default = SyntheticFolderDataset(tmp_path / "test", mode="diffusion", background="white")[0]
+    torch.testing.assert_close(default["images"], item["images"][shared])
+    with pytest.raises(ValueError, match="--fixed-views"):  # six-view folders lack back_right
+        SyntheticFolderDataset(_six_view_folder(tmp_path), mode="diffusion", fixed_views=eight)[0]
+    stream = SyntheticStream("heads", "test", mode="diffusion", resolution=16, supersample=1, fixed_views=eight, subjects=[5], epochs=1)
+    (live,) = list(stream)
+    _check_item(live, 8, 16)
+    with pytest.raises(ValueError, match="view names"):
+        SyntheticStream("heads", mode="diffusion", fixed_views=("front", "top"))
+
+
+def _six_view_folder(tmp_path: Path) -> Path:
+    generate("heads", tmp_path / "six", 1, "test", progress=False, **TINY)
+    return tmp_path / "six" / "test"
+
+
 # CLI ---------------------------------------------------------------------------------------------------
 
 

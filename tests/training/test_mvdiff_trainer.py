@@ -136,6 +136,24 @@ def test_ablations_fine_tune_from_the_full_models_weights(tmp_path):
         train_mvdiff(_mvdiff(tmp_path / "wide", init_from=full, model=replace(tiny, view_tokens=3)))
 
 
+def test_the_eight_view_ablation_fine_tunes_from_a_six_view_model(tmp_path):
+    from facelift.cameras import EIGHT_VIEW_NAMES, FACELIFT_VIEW_NAMES
+
+    full = train_mvdiff(_mvdiff(tmp_path / "full", total_steps=1, image_every=0)).pretrained_dir
+    six = MultiViewDiffusion.from_pretrained(full)
+    eight = replace(MVDIFF_PRESETS["tiny"].model, view_names=EIGHT_VIEW_NAMES)
+    # On-the-fly data with the eight fixed views; lr ~0 so the started-from embeddings are still visible.
+    result = train_mvdiff(_mvdiff(tmp_path / "eight", total_steps=1, image_every=1, init_from=full, model=eight, lr=1e-12))
+    model = MultiViewDiffusion.from_pretrained(result.pretrained_dir)
+    assert model.view_names == EIGHT_VIEW_NAMES and model.config == eight and model.num_views == 8
+    for i, name in enumerate(EIGHT_VIEW_NAMES):
+        if name in FACELIFT_VIEW_NAMES:
+            torch.testing.assert_close(model.view_embeddings[i], six.view_embeddings[FACELIFT_VIEW_NAMES.index(name)], atol=1e-3, rtol=0)
+        else:  # back_right, back_left: new, between their neighbours
+            assert all((model.view_embeddings[i] - e).abs().max() > 1e-2 for e in six.view_embeddings)
+    assert (tmp_path / "eight" / "images" / "step_00000001.png").is_file()  # the preview handles eight views
+
+
 def test_init_from_keeps_its_vae_unless_replace_vae_names_one(tmp_path, tiny_vae):
     from diffusers import AutoencoderKL
 
@@ -210,7 +228,7 @@ def test_cli_lists_presets_and_runs_tiny(tmp_path, capsys):
     with contextlib.redirect_stdout(buf), pytest.raises(SystemExit) as exit_:
         main(["train", "mvdiff", "--help"])
     assert exit_.value.code == 0
-    for preset in ("default", "no-input-recon", "no-mv-attention", "dense", "tiny"):
+    for preset in ("default", "no-input-recon", "no-mv-attention", "views-4", "views-8", "dense", "tiny"):
         assert preset in buf.getvalue()
     code = main([
         "train", "mvdiff", "tiny", "--out-dir", str(tmp_path), "--total-steps", "1", "--warmup-steps", "0", "--device", "cpu",

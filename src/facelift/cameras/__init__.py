@@ -12,17 +12,21 @@ from facelift.cameras.conventions import (
 )
 from facelift.cameras.io import read_opencv_cameras, write_opencv_cameras
 from facelift.cameras.orbits import (
+    EIGHT_VIEW_NAMES,
     FACELIFT_VIEW_AZIMUTHS,
     FACELIFT_VIEW_NAMES,
+    FOUR_VIEW_NAMES,
     REFERENCE_FOCAL,
     REFERENCE_FOV_DEG,
     REFERENCE_RADIUS,
     REFERENCE_RESOLUTION,
+    VIEW_AZIMUTHS,
     facelift_views,
     orbit_cameras,
     random_cameras,
     reference_ring_cameras,
     turntable_cameras,
+    view_azimuths,
 )
 from facelift.cameras.rays import (
     camera_rays,
@@ -45,8 +49,12 @@ __all__ = [
     "rotmat_to_quat",
     "read_opencv_cameras",
     "write_opencv_cameras",
+    "EIGHT_VIEW_NAMES",
+    "FOUR_VIEW_NAMES",
     "FACELIFT_VIEW_AZIMUTHS",
     "FACELIFT_VIEW_NAMES",
+    "VIEW_AZIMUTHS",
+    "view_azimuths",
     "REFERENCE_FOCAL",
     "REFERENCE_FOV_DEG",
     "REFERENCE_RADIUS",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import operator
+from collections.abc import Sequence
 
 import torch
 from jaxtyping import Float
@@ -20,7 +21,11 @@ __all__ = [
     "REFERENCE_RESOLUTION",
     "REFERENCE_FOCAL",
     "FACELIFT_VIEW_NAMES",
+    "EIGHT_VIEW_NAMES",
+    "FOUR_VIEW_NAMES",
     "FACELIFT_VIEW_AZIMUTHS",
+    "VIEW_AZIMUTHS",
+    "view_azimuths",
     "orbit_cameras",
     "facelift_views",
     "reference_ring_cameras",
@@ -45,6 +50,18 @@ FACELIFT_VIEW_NAMES = ("front", "front_right", "right", "back", "left", "front_l
 
 FACELIFT_VIEW_AZIMUTHS = (0.0, 45.0, 90.0, 180.0, 270.0, 315.0)
 """Azimuth offsets (degrees, toward the subject's right) of ``FACELIFT_VIEW_NAMES`` from the input view."""
+
+VIEW_AZIMUTHS: dict[str, float] = {
+    "front": 0.0, "front_right": 45.0, "right": 90.0, "back_right": 135.0,
+    "back": 180.0, "back_left": 225.0, "left": 270.0, "front_left": 315.0,
+}  # fmt: skip
+"""Every named view around the input view: its azimuth offset in degrees (toward the subject's right)."""
+
+EIGHT_VIEW_NAMES = ("front", "front_right", "right", "back_right", "back", "back_left", "left", "front_left")
+"""An eight-view set (every 45 degrees), for the paper's view-count ablation; view 0 is the input view."""
+
+FOUR_VIEW_NAMES = ("front", "right", "back", "left")
+"""A four-view set (every 90 degrees), for the paper's view-count ablation; view 0 is the input view."""
 
 _Scalar = Float[Tensor, "*batch"] | float
 
@@ -140,6 +157,23 @@ def orbit_cameras(
     return Cameras(c2w.to(dtype), K.to(dtype), width, height)
 
 
+def view_azimuths(view_names: Sequence[str]) -> tuple[float, ...]:
+    """Azimuth offsets (degrees) of named views (keys of :data:`VIEW_AZIMUTHS`) from the input view.
+
+    Raises:
+        ValueError: an unknown or repeated name, or an empty list.
+
+    Example:
+        >>> view_azimuths(("front", "back_right"))
+        (0.0, 135.0)
+    """
+    names = tuple(view_names)
+    unknown = [n for n in names if n not in VIEW_AZIMUTHS]
+    if not names or unknown or len(set(names)) != len(names):
+        raise ValueError(f"view names must be distinct names among {', '.join(VIEW_AZIMUTHS)}; got {list(names)}")
+    return tuple(VIEW_AZIMUTHS[n] for n in names)
+
+
 def facelift_views(
     input_azimuth_deg: _Scalar = 0.0,
     *,
@@ -147,39 +181,44 @@ def facelift_views(
     radius: _Scalar = REFERENCE_RADIUS,
     fov_deg: _Scalar = REFERENCE_FOV_DEG,
     resolution: int = REFERENCE_RESOLUTION,
+    view_names: Sequence[str] = FACELIFT_VIEW_NAMES,
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> Cameras:
-    """The six FaceLift views relative to an input view, in the reference order.
+    """The FaceLift views relative to an input view: by default the six, in the reference order.
 
-    View ``i`` sits at azimuth ``input_azimuth_deg + FACELIFT_VIEW_AZIMUTHS[i]`` (front, front_right,
-    right, back, left, front_left); with the defaults these are exactly the cameras of the reference
-    ``opencv_cameras.json``.
+    View ``i`` sits at azimuth ``input_azimuth_deg + VIEW_AZIMUTHS[view_names[i]]`` (by default front,
+    front_right, right, back, left, front_left); with the defaults these are exactly the cameras of the
+    reference ``opencv_cameras.json``.
 
     Args:
         input_azimuth_deg: ``[...]`` or scalar azimuth of the input (front) view in degrees.
-        elevation_deg: ``[...]`` or scalar elevation shared by the six views.
+        elevation_deg: ``[...]`` or scalar elevation shared by the views.
         radius: ``[...]`` or scalar orbit radius.
         fov_deg: ``[...]`` or scalar horizontal field of view in degrees.
         resolution: square image size in pixels.
+        view_names: the ``N`` views, in order (names of :data:`VIEW_AZIMUTHS`, e.g. :data:`EIGHT_VIEW_NAMES`).
         device: device of the result; by default that of the first tensor argument, else the CPU.
         dtype: floating dtype of ``c2w`` and ``K``.
 
     Returns:
-        ``Cameras`` with batch shape ``[..., 6]``.
+        ``Cameras`` with batch shape ``[..., N]`` (``N = 6`` by default).
 
     Example:
         >>> facelift_views(torch.tensor([0.0, 30.0])).batch_shape
         torch.Size([2, 6])
+        >>> facelift_views(view_names=EIGHT_VIEW_NAMES).batch_shape
+        torch.Size([8])
     """
+    offsets_deg = view_azimuths(view_names)
     device = _infer_device(device, input_azimuth_deg, elevation_deg, radius, fov_deg)
     work = _work_dtype(device)
     base, el, r, fov = torch.broadcast_tensors(
         *(torch.as_tensor(v, dtype=work, device=device) for v in (input_azimuth_deg, elevation_deg, radius, fov_deg))
     )
-    offsets = torch.tensor(FACELIFT_VIEW_AZIMUTHS, dtype=work, device=device)  # [6]
+    offsets = torch.tensor(offsets_deg, dtype=work, device=device)  # [N]
     return orbit_cameras(
-        base[..., None] + offsets,  # [..., 6]
+        base[..., None] + offsets,  # [..., N]
         el[..., None],
         r[..., None],
         fov[..., None],

@@ -43,6 +43,9 @@ class _GenerateCommand:
     """Anti-aliasing samples per pixel along each axis."""
     random_azimuth: bool = False
     """Rotate the six FaceLift views to a random input azimuth per subject (else the front is at 0)."""
+    fixed_views: tuple[str, ...] = ("front", "front_right", "right", "back", "left", "front_left")
+    """The named views rendered before the random ones (front front_right right back_right back back_left left
+    front_left; the view-count ablation's eight-view model trains on all eight)."""
     device: str = "cpu"
     """cpu, auto, cuda or cuda:N (every worker renders there)."""
     progress: bool = True
@@ -61,7 +64,7 @@ class _GenerateCommand:
         device = resolve_device(self.device)
         summary = generate(
             self.kind, self.out, self.count, self.split, self.resolution, self.num_random, self.start, self.workers,
-            self.progress, supersample=self.supersample, random_azimuth=self.random_azimuth, device=device,
+            self.progress, supersample=self.supersample, random_azimuth=self.random_azimuth, fixed_views=self.fixed_views, device=device,
         )  # fmt: skip
         result = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(summary).items()}
         result["seconds"] = round(summary.seconds, 2)

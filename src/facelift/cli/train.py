@@ -33,6 +33,8 @@ _MVDiffPreset = tyro.extras.subcommand_type_from_defaults(
         "default": "synthetic heads at 64 px, default (CPU-sized) model, needs a trained VAE (facelift train vae)",
         "no-input-recon": "ablation: generate only the five novel views",
         "no-mv-attention": "ablation: no multi-view attention (each view attends to itself only)",
+        "views-4": "ablation: four views every 90 degrees (front, right, back, left)",
+        "views-8": "ablation: eight views every 45 degrees (data from facelift synth heads --fixed-views with all eight)",
         "dense": "variant: dense multi-view attention (every view attends to all)",
         "tiny": "a toy run for smoke tests (32 px, tiny model, random VAE)",
     },

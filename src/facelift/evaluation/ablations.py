@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from facelift.cameras.orbits import EIGHT_VIEW_NAMES, FACELIFT_VIEW_NAMES, FOUR_VIEW_NAMES
+
 __all__ = ["ABLATIONS", "Ablation"]
 
 
@@ -54,11 +56,16 @@ ABLATIONS: dict[str, Ablation] = {
         Ablation("no-mv-attention-at-inference", "the full model sampled with multi-view attention switched off (no retraining)",
                  overrides={"attention": "off"}),
         Ablation("views-4", "the reconstructor gets 4 of the generated views: front, right, back, left (a, a+-90, a+180)",
-                 overrides={"views": (0, 2, 3, 4)}),
-        Ablation("views-6", "the reconstructor gets all six generated views (the reference)", overrides={"views": (0, 1, 2, 3, 4, 5)}),
+                 overrides={"views": (0, 2, 3, 4)}, check=_needs_diffusion("view_names", FACELIFT_VIEW_NAMES, "default")),
+        Ablation("views-6", "the reconstructor gets all six generated views (the reference)", overrides={"views": (0, 1, 2, 3, 4, 5)},
+                 check=_needs_diffusion("view_names", FACELIFT_VIEW_NAMES, "default")),
+        Ablation("views-4-model", "a diffusion model trained to generate four views (a, a+-90, a+180), all to the reconstructor",
+                 training="facelift train mvdiff views-4 ...", check=_needs_diffusion("view_names", FOUR_VIEW_NAMES, "views-4")),
+        Ablation("views-8", "eight generated views every 45 degrees (a, a+-45, a+-90, a+-135, a+180), all to the reconstructor",
+                 training="facelift train mvdiff views-8 --data-root EIGHT_VIEW_DATA ...",
+                 check=_needs_diffusion("view_names", EIGHT_VIEW_NAMES, "views-8")),
         Ablation("heads-only-reconstructor", "the reconstructor trained on synthetic heads only, without the objects pretraining "
                  "(pair its GS-LRM with the full diffusion model)", training="facelift train gslrm heads-only ..."),
     )
 }  # fmt: skip
-"""Named ablations for ``facelift eval --ablation NAME``. An 8-view row needs a diffusion model whose view
-set has eight azimuths; facelift's models have the reference's six, so it is not offered."""
+"""Named ablations for ``facelift eval --ablation NAME``."""

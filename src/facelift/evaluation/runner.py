@@ -77,8 +77,10 @@ class EvalSettings:
     """Classifier-free guidance scale."""
     seed: int = 0
     """Subject ``i`` is sampled with seed ``seed + i``."""
-    views: tuple[int, ...] = (0, 1, 2, 3, 4, 5)
-    """Which of the six views the reconstructor gets (e.g. 0 2 3 4 for the 4-view ablation)."""
+    views: tuple[int, ...] | None = None
+    """Which views the reconstructor gets: indices into the diffusion model's views (pipeline mode; the six
+    FaceLift views, or eight for the view-count ablation's model) or into the six ground-truth views
+    (reconstructor mode), e.g. 0 2 3 4 for the 4-view ablation. Default: all of them."""
     attention: Literal["trained", "sparse", "dense", "off"] = "trained"
     """Multi-view attention mode at sampling time (trained: as the weights were trained)."""
     identity: bool = True
@@ -107,10 +109,11 @@ class EvalSettings:
             raise ValueError("need steps >= 1, guidance >= 1, worst >= 0 and num_random >= 0")
         if self.resolution is not None and self.resolution < 8:
             raise ValueError(f"resolution must be >= 8, got {self.resolution}")
-        views = tuple(int(v) for v in self.views)
-        if not views or len(set(views)) != len(views) or any(not 0 <= v < NUM_FIXED for v in views):
-            raise ValueError(f"views must be distinct indices in 0..{NUM_FIXED - 1}, got {self.views}")
-        object.__setattr__(self, "views", views)
+        if self.views is not None:
+            views = tuple(int(v) for v in self.views)
+            if not views or len(set(views)) != len(views) or min(views) < 0:
+                raise ValueError(f"views must be distinct non-negative indices, got {self.views}")
+            object.__setattr__(self, "views", views)
         if self.ablation is not None and self.ablation not in ABLATIONS:
             raise ValueError(f"unknown ablation {self.ablation!r}; known: {', '.join(ABLATIONS)}")
 
@@ -199,7 +202,8 @@ def _preview(subject: EvalSubject, pred: Tensor, generated: Tensor | None) -> np
     rows = [subject.images[cols], pred[cols].clamp(0, 1)]
     if generated is not None:
         pad = torch.ones(len(cols), *generated.shape[1:])
-        pad[: generated.shape[0]] = generated
+        n = min(len(cols), generated.shape[0])
+        pad[:n] = generated[:n]
         rows.append(pad)
     return image_grid(torch.cat(rows), rows=len(rows), pad=1)
 
@@ -241,19 +245,34 @@ def _model_size(pipe) -> int:
     return pipe.diffusion.image_size if pipe.diffusion is not None else pipe.reconstructor.config.image_size
 
 
+def reconstructor_views(pipe, settings: EvalSettings) -> tuple[int, ...]:
+    """The view indices the reconstructor gets: ``settings.views``, or all the views of the mode.
+
+    Raises:
+        ValueError: an index beyond the views there are.
+    """
+    available = len(pipe.diffusion.view_names) if settings.mode == "pipeline" else NUM_FIXED
+    views = settings.views if settings.views is not None else tuple(range(available))
+    if max(views) >= available:
+        what = "the diffusion model's" if settings.mode == "pipeline" else "the six ground-truth"
+        raise ValueError(f"views {list(views)}: {what} views are indices 0..{available - 1}")
+    return views
+
+
 @torch.no_grad()
 def evaluate_subject(pipe, subject: EvalSubject, settings: EvalSettings, metrics: MetricSuite) -> tuple[dict[str, Any], np.ndarray]:
     """Metrics of one subject (``subjects/<name>.json`` content) and its preview image."""
     start = time.perf_counter()
     size = pipe.diffusion.image_size if settings.mode == "pipeline" else pipe.reconstructor.config.image_size
     generated = None
+    views = reconstructor_views(pipe, settings)
     if settings.mode == "pipeline":
         inp = resize_views(subject.input_image[None], size)
         generated = pipe.generate_views(inp, seed=settings.seed + subject.index, steps=settings.steps, guidance=settings.guidance, solver=settings.solver)[0]
-        images, cameras = pipe.reconstructor_inputs(inp[0], generated, 0.0, select=settings.views)
+        images, cameras = pipe.reconstructor_inputs(inp[0], generated, 0.0, select=views)
     else:
-        images = resize_views(subject.images[list(settings.views)], size)
-        cameras = facelift_views(0.0, resolution=size)[torch.tensor(settings.views)]
+        images = resize_views(subject.images[list(views)], size)
+        cameras = facelift_views(0.0, resolution=size)[torch.tensor(views)]
     gaussians = pipe.reconstruct(images, cameras)
     pred = pipe.render(gaussians, subject.cameras).clamp(0, 1)  # [6 + R, 3, H, W]
     res = subject.images.shape[-1]
@@ -265,9 +284,12 @@ def evaluate_subject(pipe, subject: EvalSubject, settings: EvalSettings, metrics
             record["metrics"][group] = _summary(metrics.per_view(pred[index], subject.images[index], keys))
     if generated is not None:
         generated = resize_views(generated, res)  # compared (and shown) at the ground truth's resolution
-        gen_index = list(pipe.diffusion.generated_views)
-        keys = [f"{subject.name}/{i}" for i in gen_index]
-        record["metrics"]["generated"] = _summary(metrics.per_view(generated, subject.images[gen_index], keys))
+        # Scored where the ground truth has the same named view (an eight-view model's back_right and
+        # back_left have none in the evaluation set).
+        pairs = [(g, subject.view_names.index(name)) for g, name in enumerate(pipe.view_names) if name in subject.view_names]
+        keys = [f"{subject.name}/{i}" for _, i in pairs]
+        scored = generated[[g for g, _ in pairs]]
+        record["metrics"]["generated"] = _summary(metrics.per_view(scored, subject.images[[i for _, i in pairs]], keys))
     record["seconds"] = round(time.perf_counter() - start, 3)
     return record, _preview(subject, pred, generated)
 
@@ -365,7 +387,7 @@ def evaluate(settings: EvalSettings, out_dir: str | Path, *, overwrite: bool = F
         "evaluation_set": evalset.describe(),
         "resolution": resolution,
         "model_resolution": _model_size(pipe),
-        "reconstructor_views": list(settings.views),
+        "reconstructor_views": list(reconstructor_views(pipe, settings)),
         "metrics": {g: _pooled(records, g) for g in groups},
         "skipped_metrics": metrics.skipped,
         "seconds_per_subject": sum(r["seconds"] for r in records) / len(records),

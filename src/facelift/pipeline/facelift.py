@@ -29,7 +29,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from facelift.cameras.cameras import Cameras
-from facelift.cameras.orbits import FACELIFT_VIEW_NAMES, facelift_views
+from facelift.cameras.orbits import facelift_views
 from facelift.gaussians.container import Gaussians
 from facelift.gaussians.ops import reference_prune
 from facelift.models.gslrm.model import GSLRM
@@ -203,7 +203,8 @@ class FaceLiftPipeline:
         solver: str = "ddim",
         eta: float = 1.0,
     ) -> Float[Tensor, "B V 3 S S"]:
-        """Six views per input view (on white, in [0, 1]); ``seed`` per subject or one for all."""
+        """The generated views (six for the default models) per input view (on white, in [0, 1]); ``seed`` per
+        subject or one for all."""
         seeds = seed if isinstance(seed, (list, tuple)) else [int(seed)] * images.shape[0]
         generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
         out = self.diffusion.sample(images, num_inference_steps=steps, guidance_scale=guidance, eta=eta, solver=solver, generator=generators)
@@ -211,13 +212,17 @@ class FaceLiftPipeline:
 
     @property
     def view_names(self) -> tuple[str, ...]:
-        """Names of the generated views, in order (all six, or the five novel ones for the ablation model)."""
-        return tuple(FACELIFT_VIEW_NAMES[i] for i in self.diffusion.generated_views)
+        """Names of the generated views, in order (all six, the five novel ones for the model without input-view
+        reconstruction, or the eight of the view-count ablation)."""
+        return tuple(self.diffusion.view_names[i] for i in self.diffusion.generated_views)
 
     def view_cameras(self, azimuth_deg: float = 0.0, resolution: int | None = None) -> Cameras:
         """The ``[V]`` cameras of the generated views around an input azimuth."""
-        cams = facelift_views(float(azimuth_deg), resolution=resolution or self.diffusion.image_size)
+        cams = self._all_view_cameras(azimuth_deg, resolution or self.diffusion.image_size)
         return cams[torch.tensor(self.diffusion.generated_views)]
+
+    def _all_view_cameras(self, azimuth_deg: float, resolution: int) -> Cameras:
+        return facelift_views(float(azimuth_deg), resolution=resolution, view_names=self.diffusion.view_names)
 
     def reconstructor_inputs(
         self,
@@ -227,31 +232,33 @@ class FaceLiftPipeline:
         *,
         select: tuple[int, ...] | None = None,
     ) -> tuple[Float[Tensor, "V 3 S S"], Cameras]:
-        """The reconstructor's input: the six FaceLift views and their cameras around ``azimuth_deg``.
+        """The reconstructor's input: the diffusion model's views (the six FaceLift views) and their cameras
+        around ``azimuth_deg``.
 
         Args:
             input_image: the (preprocessed) input view, ``[3, S, S]`` on white.
             views: the generated views in ``diffusion.generated_views`` order. A model that generates only
                 the five novel views (the ablation) gets the input itself as view 0.
             azimuth_deg: the input azimuth.
-            select: indices into the six views to keep (e.g. ``(0, 2, 3, 4)``: front, right, back, left);
-                all six by default.
+            select: indices into the model's views (``diffusion.view_names``) to keep (e.g. ``(0, 2, 3, 4)``
+                of the six: front, right, back, left); all by default.
 
         Returns:
             ``(images [V, 3, S, S], cameras [V])``.
         """
-        six = views
+        full = views
         if 0 not in self.diffusion.generated_views:
-            six = torch.cat([input_image[None].to(views), views])
-        if six.shape[0] != len(FACELIFT_VIEW_NAMES):
-            raise ValueError(f"expected {len(FACELIFT_VIEW_NAMES)} views after adding the input, got {six.shape[0]}")
-        cameras = facelift_views(float(azimuth_deg), resolution=six.shape[-1])
+            full = torch.cat([input_image[None].to(views), views])
+        expected = len(self.diffusion.view_names)
+        if full.shape[0] != expected:
+            raise ValueError(f"expected {expected} views after adding the input, got {full.shape[0]}")
+        cameras = self._all_view_cameras(azimuth_deg, full.shape[-1])
         if select is not None:
             index = [int(i) for i in select]
-            if not index or len(set(index)) != len(index) or any(not 0 <= i < six.shape[0] for i in index):
-                raise ValueError(f"select must be distinct view indices in 0..{six.shape[0] - 1}, got {select}")
-            six, cameras = six[index], cameras[torch.tensor(index)]
-        return six, cameras
+            if not index or len(set(index)) != len(index) or any(not 0 <= i < full.shape[0] for i in index):
+                raise ValueError(f"select must be distinct view indices in 0..{full.shape[0] - 1}, got {select}")
+            full, cameras = full[index], cameras[torch.tensor(index)]
+        return full, cameras
 
     def reconstruct(
         self, images: Float[Tensor, "V 3 H W"], cameras: Cameras, *, prune: bool = True, resolution: int | None = None

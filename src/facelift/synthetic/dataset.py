@@ -51,7 +51,7 @@ from torch import Tensor
 
 from facelift.cameras.cameras import Cameras
 from facelift.cameras.io import read_opencv_cameras, write_opencv_cameras
-from facelift.cameras.orbits import FACELIFT_VIEW_NAMES, REFERENCE_FOV_DEG, REFERENCE_RADIUS, facelift_views, random_cameras
+from facelift.cameras.orbits import FACELIFT_VIEW_NAMES, REFERENCE_FOV_DEG, REFERENCE_RADIUS, facelift_views, random_cameras, view_azimuths
 from facelift.pipeline.export import staged_output_dir
 from facelift.rendering.media import image_grid, save_image
 from facelift.synthetic.primitives import PrimitiveTable
@@ -213,16 +213,19 @@ def subject_views(
     resolution: int = 256,
     generator: torch.Generator | None = None,
     *,
+    fixed_views: Sequence[str] = FACELIFT_VIEW_NAMES,
     device: torch.device | str | None = None,
 ) -> tuple[Cameras, list[str]]:
-    """The six FaceLift views around the input azimuth (reference order) then ``num_random`` random views.
+    """The fixed views around the input azimuth (by default the six FaceLift views in the reference order;
+    any names of :data:`~facelift.cameras.VIEW_AZIMUTHS`, e.g. the eight of the view-count ablation) then
+    ``num_random`` random views.
 
     Random views look at the origin from radius 2.7 with a 50-degree field of view, uniform over the
     spherical band of elevations -30..60 degrees (:func:`~facelift.cameras.random_cameras`; the first ``k``
     random views do not depend on ``num_random``).
 
     Returns:
-        ``(cameras [6 + num_random], names)``.
+        ``(cameras [F + num_random], names)`` for ``F`` fixed views.
 
     Example:
         >>> cams, names = subject_views(0.0, 2, 64, torch.Generator().manual_seed(0))
@@ -231,12 +234,12 @@ def subject_views(
     """
     if isinstance(num_random, bool) or not isinstance(num_random, int) or num_random < 0:
         raise ValueError(f"num_random must be a non-negative integer, got {num_random!r}")
-    fixed = facelift_views(float(input_azimuth_deg), resolution=resolution, device=device)
+    fixed = facelift_views(float(input_azimuth_deg), resolution=resolution, view_names=fixed_views, device=device)
     rand = random_cameras(
         num_random, generator=generator, radius_range=(REFERENCE_RADIUS, REFERENCE_RADIUS), fov_deg=REFERENCE_FOV_DEG,
         resolution=resolution, device=fixed.device,
     )  # fmt: skip
-    names = [*FACELIFT_VIEW_NAMES, *(f"random_{i:03d}" for i in range(num_random))]
+    names = [*fixed_views, *(f"random_{i:03d}" for i in range(num_random))]
     return Cameras.cat([fixed, rand]), names
 
 
@@ -265,24 +268,27 @@ def render_subject(
     random_azimuth: bool = False,
     views: Sequence[int] | None = None,
     shadows: bool = True,
+    fixed_views: Sequence[str] = FACELIFT_VIEW_NAMES,
     device: torch.device | str = "cpu",
 ) -> SubjectRender:
-    """Render one subject from its six FaceLift views and ``num_random`` random views.
+    """Render one subject from its fixed views (the six FaceLift views) and ``num_random`` random views.
 
     Args:
         kind: ``heads`` or ``objects``.
         index: subject index within the split (see the module docstring).
         split: ``train`` or ``test``.
         resolution: square image size in pixels (>= 8).
-        num_random: random views after the six fixed ones.
+        num_random: random views after the fixed ones.
         supersample: samples per pixel along each axis (anti-aliasing; depth and normals take one sample).
-        random_azimuth: rotate the six views to a random input azimuth (from the subject seed); else 0.
-        views: render only these view indices (into the ``6 + num_random`` views), in this order.
+        random_azimuth: rotate the fixed views to a random input azimuth (from the subject seed); else 0.
+        views: render only these view indices (into the ``F + num_random`` views), in this order.
         shadows: trace shadow rays toward the key light.
+        fixed_views: names of the fixed views (:data:`~facelift.cameras.VIEW_AZIMUTHS`); the random views do
+            not depend on them.
         device: where to render; the result stays there.
 
     Returns:
-        :class:`SubjectRender` with ``V = 6 + num_random`` views (or ``len(views)``).
+        :class:`SubjectRender` with ``V = F + num_random`` views (or ``len(views)``), ``F = len(fixed_views)``.
 
     Example:
         >>> r = render_subject("heads", 0, resolution=32, num_random=2, supersample=1)
@@ -292,7 +298,7 @@ def render_subject(
     subject = SubjectId(kind, split, index)
     resolution = _check_resolution(resolution)
     azimuth = subject.input_azimuth(random_azimuth)
-    cameras, names = subject_views(azimuth, num_random, resolution, _rng(subject.seed, _CAMERAS))
+    cameras, names = subject_views(azimuth, num_random, resolution, _rng(subject.seed, _CAMERAS), fixed_views=fixed_views)
     if views is not None:
         views = [int(v) for v in views]
         if not views or any(not 0 <= v < len(names) for v in views):
@@ -358,6 +364,17 @@ def write_subject(out_root: str | os.PathLike, render: SubjectRender, *, overwri
         np.savez_compressed(staging / "normals.npz", normals=normals)
         atomic_write_text(staging / "params.json", json.dumps(render.params, indent=1) + "\n")
     return folder
+
+
+def _fixed_views_of(params: dict[str, Any]) -> list[str]:
+    """The fixed (named, not random) views a subject folder was rendered with, in order."""
+    return [n for n in params.get("view_names") or [] if not str(n).startswith("random_")]
+
+
+def _check_fixed_views(fixed_views: Sequence[str]) -> tuple[str, ...]:
+    names = tuple(str(n) for n in fixed_views)
+    view_azimuths(names)  # raises on unknown, repeated or no names
+    return names
 
 
 def _read_params(folder: Path) -> dict[str, Any]:
@@ -476,10 +493,12 @@ def generate(
     *,
     supersample: int = 2,
     random_azimuth: bool = False,
+    fixed_views: Sequence[str] = FACELIFT_VIEW_NAMES,
     device: torch.device | str = "cpu",
 ) -> GenerateSummary:
     """Render subjects ``start .. start + count - 1`` of a split to ``out_root/<split>/``, resumably.
 
+    Each subject gets its ``fixed_views`` (the six FaceLift views by default) and ``num_random`` random views.
     Subjects whose folder already exists are skipped (their ``params.json`` must match the requested
     settings). ``workers > 1`` renders in that many spawned processes with one torch thread each. At the
     end, even after an error, ``manifest.jsonl`` is rebuilt atomically from every subject folder's
@@ -498,6 +517,7 @@ def generate(
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
     resolution = _check_resolution(resolution)
+    fixed_views = _check_fixed_views(fixed_views)
     size = split_size(kind, split)
     if start + count > size:
         raise ValueError(f"subjects {start}..{start + count - 1} exceed the {kind} {split} split (0..{size - 1})")
@@ -512,12 +532,16 @@ def generate(
 
     options = {"resolution": resolution, "num_random": num_random, "supersample": supersample, "random_azimuth": random_azimuth, "device": str(device)}
     wanted = {**options, "generator_version": GENERATOR_VERSION}
+    options["fixed_views"] = list(fixed_views)
     todo, skipped = [], 0
     for index in range(start, start + count):
         folder = split_dir / SubjectId(kind, split, index).name
         if (folder / "params.json").is_file():
             params = _read_params(folder)
             diff = [k for k in _SETTING_KEYS if params.get(k) != wanted[k]]
+            if _fixed_views_of(params) != list(fixed_views):
+                diff.append("fixed views")
+                params["fixed views"] = _fixed_views_of(params)
             if diff:
                 raise ValueError(
                     f"{folder} was rendered with other settings ({', '.join(f'{k}={params.get(k)!r}' for k in diff)}); "
@@ -618,13 +642,13 @@ def _background(background: Background, generator: torch.Generator) -> float:
     return _BACKGROUNDS[background]
 
 
-def _check_sampling(mode: Mode, num_views: int | None, background: Background | None) -> tuple[int, Background]:
+def _check_sampling(mode: Mode, num_views: int | None, background: Background | None, num_fixed: int = _NUM_FIXED) -> tuple[int, Background]:
     if mode not in ("reconstructor", "diffusion"):
         raise ValueError(f"mode must be 'reconstructor' or 'diffusion', got {mode!r}")
     if num_views is None:
-        num_views = 8 if mode == "reconstructor" else _NUM_FIXED
-    if mode == "diffusion" and num_views != _NUM_FIXED:
-        raise ValueError(f"diffusion samples are the {_NUM_FIXED} fixed views, got num_views={num_views}")
+        num_views = 8 if mode == "reconstructor" else num_fixed
+    if mode == "diffusion" and num_views != num_fixed:
+        raise ValueError(f"diffusion samples are the {num_fixed} fixed views, got num_views={num_views}")
     if isinstance(num_views, bool) or not isinstance(num_views, int) or num_views < 1:
         raise ValueError(f"num_views must be a positive integer, got {num_views!r}")
     if background is None:
@@ -634,11 +658,21 @@ def _check_sampling(mode: Mode, num_views: int | None, background: Background | 
     return num_views, background
 
 
-def _choose_views(mode: Mode, num_views: int, total: int, generator: torch.Generator) -> list[int]:
+def _choose_views(
+    mode: Mode, num_views: int, total: int, generator: torch.Generator, fixed: Sequence[int], keep_fixed: bool = False
+) -> list[int]:
+    """Diffusion: the ``fixed`` view indices; reconstructor: ``num_views`` of the ``total`` at random, or with
+    ``keep_fixed`` the ``fixed`` ones first (in order), then others at random."""
     if mode == "diffusion":
-        return list(range(_NUM_FIXED))
+        return list(fixed)
     if num_views > total:
         raise ValueError(f"cannot sample {num_views} views from {total}")
+    if keep_fixed:
+        if num_views < len(fixed):
+            raise ValueError(f"keep_fixed needs num_views >= the {len(fixed)} fixed views, got {num_views}")
+        taken = set(fixed)
+        rest = [i for i in torch.randperm(total, generator=generator).tolist() if i not in taken]
+        return [*fixed, *rest[: num_views - len(fixed)]]
     return torch.randperm(total, generator=generator)[:num_views].tolist()
 
 
@@ -665,9 +699,9 @@ class SyntheticStream(torch.utils.data.IterableDataset):
     ``background [3]`` and ``subject`` (folder name). A subject's views, lighting and pixels are those
     :func:`render_subject` would write to disk (at this ``supersample``).
 
-    Modes: ``reconstructor`` samples ``num_views`` (default 8) distinct views, in random order, among the six
-    fixed and ``num_random`` random views; ``diffusion`` gives exactly the six fixed views in the reference
-    order (view 0 is the condition).
+    Modes: ``reconstructor`` samples ``num_views`` (default 8) distinct views, in random order, among the
+    fixed and ``num_random`` random views; ``diffusion`` gives exactly the fixed views in order (the six
+    FaceLift views by default; view 0 is the condition).
 
     Subjects are split across DataLoader workers (worker ``w`` of ``n`` takes ``subjects[w::n]``) and visited
     in a fresh seeded permutation each epoch; the stream is deterministic for a given ``seed``, worker id and
@@ -684,7 +718,10 @@ class SyntheticStream(torch.utils.data.IterableDataset):
             model), ``white``, ``black`` or ``gray``; None: white for the reconstructor (its renders use a
             white background), random for diffusion.
         supersample: anti-aliasing samples per pixel along each axis.
-        random_azimuth: rotate the six fixed views to the subject's random input azimuth.
+        random_azimuth: rotate the fixed views to the subject's random input azimuth.
+        fixed_views: names of the fixed views (:data:`~facelift.cameras.VIEW_AZIMUTHS`; default the six).
+        keep_fixed: reconstructor mode: every sample holds the fixed views first (in order), then
+            ``num_views - F`` random others (as the pipeline feeds the reconstructor the fixed views).
         subjects: subject indices to draw from (default: the whole split).
         epochs: passes over the subjects (None: endless).
         seed: seeds subject order, view choice and backgrounds.
@@ -710,6 +747,8 @@ class SyntheticStream(torch.utils.data.IterableDataset):
         background: Background | None = None,
         supersample: int = 1,
         random_azimuth: bool = False,
+        fixed_views: Sequence[str] = FACELIFT_VIEW_NAMES,
+        keep_fixed: bool = False,
         subjects: Sequence[int] | None = None,
         epochs: int | None = None,
         seed: int = 0,
@@ -718,19 +757,20 @@ class SyntheticStream(torch.utils.data.IterableDataset):
     ) -> None:
         super().__init__()
         size = split_size(kind, split)
-        self.num_views, self.background = _check_sampling(mode, num_views, background)
-        if mode == "reconstructor" and self.num_views > _NUM_FIXED + num_random:
-            raise ValueError(f"num_views={self.num_views} exceeds the {_NUM_FIXED} + {num_random} views per subject")
+        fixed_views = _check_fixed_views(fixed_views)
+        self.num_views, self.background = _check_sampling(mode, num_views, background, len(fixed_views))
+        if mode == "reconstructor" and self.num_views > len(fixed_views) + num_random:
+            raise ValueError(f"num_views={self.num_views} exceeds the {len(fixed_views)} + {num_random} views per subject")
         self.subjects = range(size) if subjects is None else [int(i) for i in subjects]
         if len(self.subjects) == 0 or any(not 0 <= i < size for i in self.subjects):
             raise ValueError(f"subjects must be a non-empty list of indices in 0..{size - 1}")
         if epochs is not None and epochs < 1:
             raise ValueError(f"epochs must be >= 1 or None, got {epochs}")
         self.kind, self.split, self.mode, self.epochs, self.seed = kind, split, mode, epochs, int(seed)
-        self.shard = bool(shard)
+        self.shard, self.keep_fixed = bool(shard), bool(keep_fixed)
         self.options = {
             "resolution": _check_resolution(resolution), "num_random": 0 if mode == "diffusion" else num_random,
-            "supersample": supersample, "random_azimuth": random_azimuth, "device": device,
+            "supersample": supersample, "random_azimuth": random_azimuth, "fixed_views": fixed_views, "device": device,
         }  # fmt: skip
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
@@ -739,12 +779,13 @@ class SyntheticStream(torch.utils.data.IterableDataset):
         pool = self.subjects[worker::workers]
         if len(pool) == 0:
             return
-        total = _NUM_FIXED + self.options["num_random"]
+        num_fixed = len(self.options["fixed_views"])
+        total = num_fixed + self.options["num_random"]
         epoch = 0
         while self.epochs is None or epoch < self.epochs:
             g = _rng(self.seed, worker, workers, epoch)
             for j in torch.randperm(len(pool), generator=g).tolist():
-                views = _choose_views(self.mode, self.num_views, total, g)
+                views = _choose_views(self.mode, self.num_views, total, g, range(num_fixed), self.keep_fixed)
                 background = _background(self.background, g)
                 render = render_subject(self.kind, pool[j], self.split, views=views, **self.options)
                 yield _make_item(render, background)
@@ -761,6 +802,10 @@ class SyntheticFolderDataset(torch.utils.data.Dataset):
     Args:
         root: a split folder (``out_root/<split>``) holding subject folders.
         mode, num_views, background: as in :class:`SyntheticStream`.
+        fixed_views: diffusion mode (and ``keep_fixed``): the named views each item holds, in this order
+            (default the six FaceLift views); every subject must have been rendered with them (``facelift synth
+            --fixed-views``).
+        keep_fixed: as in :class:`SyntheticStream`.
         seed: seeds view choice and backgrounds.
         device: device of the returned tensors.
 
@@ -777,14 +822,18 @@ class SyntheticFolderDataset(torch.utils.data.Dataset):
         mode: Mode = "reconstructor",
         num_views: int | None = None,
         background: Background | None = None,
+        fixed_views: Sequence[str] = FACELIFT_VIEW_NAMES,
+        keep_fixed: bool = False,
         seed: int = 0,
         device: torch.device | str = "cpu",
     ) -> None:
         self.root = Path(root)
+        self.keep_fixed = bool(keep_fixed)
         self.folders = _subject_folders(self.root)
         if not self.folders:
             raise ValueError(f"{self.root} holds no subject folders (expected <split>/<name>/params.json)")
-        self.num_views, self.background = _check_sampling(mode, num_views, background)
+        self.fixed_views = _check_fixed_views(fixed_views)
+        self.num_views, self.background = _check_sampling(mode, num_views, background, len(self.fixed_views))
         self.mode, self.seed, self.device, self.epoch = mode, int(seed), device, 0
 
     def __len__(self) -> int:
@@ -795,9 +844,18 @@ class SyntheticFolderDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         folder = self.folders[i]
-        total = len(_read_params(folder).get("view_names") or [])
+        names = list(_read_params(folder).get("view_names") or [])
+        fixed = []
+        if self.mode == "diffusion" or self.keep_fixed:
+            missing = [n for n in self.fixed_views if n not in names]
+            if missing:
+                raise ValueError(
+                    f"{folder} has no {', '.join(missing)} view (its fixed views: {', '.join(_fixed_views_of({'view_names': names}))}); "
+                    f"render the data with: facelift synth heads --fixed-views {' '.join(self.fixed_views)} ..."
+                )
+            fixed = [names.index(n) for n in self.fixed_views]
         g = _rng(self.seed, i, self.epoch)
-        views = _choose_views(self.mode, self.num_views, total, g)
+        views = _choose_views(self.mode, self.num_views, len(names), g, fixed, self.keep_fixed)
         background = _background(self.background, g)
         return _make_item(load_subject(folder, views=views, device=self.device), background)
 

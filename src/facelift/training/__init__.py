@@ -1,5 +1,6 @@
 """Training machinery: optimiser and schedule, losses, checkpoints, metric logging and the trainers."""
 
+from facelift.training.augment import InputDegradation, degrade_views
 from facelift.training.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
@@ -19,6 +20,6 @@ from facelift.training.optim import (
 )
 
 __all__ = [
-    "ReconstructionLoss", "StepGuard", "VGGPerceptualLoss", "build_adamw", "clip_and_check", "latest_checkpoint",
+    "InputDegradation", "ReconstructionLoss", "StepGuard", "degrade_views", "VGGPerceptualLoss", "build_adamw", "clip_and_check", "latest_checkpoint",
     "load_checkpoint", "reconstruction_loss", "save_checkpoint", "ssim", "warmup_cosine",
 ]  # fmt: skip

@@ -17,8 +17,10 @@ import torch
 from torch import Tensor, nn
 
 from facelift.cameras.cameras import Cameras
+from facelift.cameras.orbits import FACELIFT_VIEW_NAMES
 from facelift.models.gslrm import GSLRM, GSLRMConfig
 from facelift.rendering import rasterize
+from facelift.training.augment import InputDegradation, degrade_views
 from facelift.training.loop import (
     IndexedSubjects,
     StepOutput,
@@ -55,6 +57,15 @@ class GSLRMTrainConfig:
     """Views drawn per subject; all of them are rendered and supervised."""
     input_views: int = 4
     """How many of those views (chosen at random per sample) feed the model."""
+    inputs: Literal["random", "fixed"] = "random"
+    """random: ``input_views`` of the sample's views at random (the reference); fixed: the six FaceLift views
+    always feed the model (as in the pipeline; needs ``input_views == 6``) and ``views_per_sample - 6``
+    random views are supervised besides them."""
+    degrade_inputs: float = 0.0
+    """Probability that a sample's input views are degraded like generated views (blur, shift, colour,
+    noise; see ``facelift.training.augment``); the supervision targets stay clean."""
+    degradation: InputDegradation = field(default_factory=InputDegradation)
+    """Largest degradations (drawn per view)."""
     num_random: int = 32
     """Random views per subject to draw from, besides the six fixed ones (on-the-fly data only)."""
     batch_size: int = 2
@@ -113,6 +124,12 @@ class GSLRMTrainConfig:
         check_loop_config(self, extra_positive=("resolution", "views_per_sample", "input_views"))
         if self.input_views > self.views_per_sample:
             raise ValueError(f"input_views ({self.input_views}) must be <= views_per_sample ({self.views_per_sample})")
+        if self.inputs not in ("random", "fixed"):
+            raise ValueError(f"inputs must be 'random' or 'fixed', got {self.inputs!r}")
+        if self.inputs == "fixed" and self.input_views != len(FACELIFT_VIEW_NAMES):
+            raise ValueError(f"inputs='fixed' feeds the {len(FACELIFT_VIEW_NAMES)} FaceLift views: set input_views={len(FACELIFT_VIEW_NAMES)}")
+        if not 0 <= self.degrade_inputs <= 1:
+            raise ValueError(f"degrade_inputs is a probability, got {self.degrade_inputs}")
         if self.resolution % self.model.patch_size:
             raise ValueError(f"resolution {self.resolution} must be divisible by the patch size {self.model.patch_size}")
         if self.num_random < 0:
@@ -149,24 +166,36 @@ GSLRM_PRESETS: dict[str, GSLRMTrainConfig] = _presets()
 """Named starting points: ``default``, ``objects_pretrain``, ``heads_finetune``, ``heads_only`` and ``tiny``."""
 
 
-_INPUT_TAG = 2
+_INPUT_TAG, _DEGRADE_TAG = 2, 3
 
 
 class _ReconstructorSamples(IndexedSubjects):
-    """:class:`IndexedSubjects` plus ``input_index [V_in]``: which of the sample's views feed the model."""
+    """:class:`IndexedSubjects` plus ``input_index [V_in]`` (which of the sample's views feed the model) and,
+    when inputs are degraded, ``input_images [V_in, 3, H, W]`` (what the model sees instead of those views)."""
 
     def __init__(self, config: GSLRMTrainConfig) -> None:
         super().__init__(
             config.data, config.data_root, mode="reconstructor", resolution=config.resolution,
             num_views=config.views_per_sample, num_random=config.num_random, background="white", seed=config.seed,
-            supersample=config.supersample,
+            supersample=config.supersample, keep_fixed=config.inputs == "fixed",
         )  # fmt: skip
-        self.input_views = config.input_views
+        self.input_views, self.fixed_inputs = config.input_views, config.inputs == "fixed"
+        self.degrade, self.degradation = config.degrade_inputs, config.degradation
 
     def __getitem__(self, k: int) -> dict[str, Any]:
         item = super().__getitem__(k)
-        order = torch.randperm(item["images"].shape[0], generator=seeded_generator(self.seed, _INPUT_TAG, int(k)))
-        return {"images": item["images"], "c2w": item["c2w"], "K": item["K"], "input_index": order[: self.input_views]}
+        if self.fixed_inputs:  # the sample starts with the fixed views, in order
+            index = torch.arange(self.input_views)
+        else:
+            index = torch.randperm(item["images"].shape[0], generator=seeded_generator(self.seed, _INPUT_TAG, int(k)))[: self.input_views]
+        out = {"images": item["images"], "c2w": item["c2w"], "K": item["K"], "input_index": index}
+        if self.degrade > 0:
+            g = seeded_generator(self.seed, _DEGRADE_TAG, int(k))
+            inputs = item["images"][index]
+            if float(torch.rand((), generator=g)) < self.degrade:
+                inputs = degrade_views(inputs, g, self.degradation)
+            out["input_images"] = inputs
+        return out
 
 
 def _build_model(config: GSLRMTrainConfig, device: torch.device) -> GSLRM:
@@ -197,7 +226,8 @@ def forward_loss(
     Args:
         net: the model (possibly DDP-wrapped).
         batch: collated samples: ``images [B, V, 3, H, W]``, ``c2w [B, V, 4, 4]``, ``K [B, V, 3, 3]`` and
-            ``input_index [B, V_in]``.
+            ``input_index [B, V_in]``; optionally ``input_images [B, V_in, 3, H, W]``, fed to the model in place
+            of the indexed views (degraded copies; the targets stay ``images``).
         config: the run (resolution, loss weight).
         device: where to compute.
         autocast: context for the network (bf16 on CUDA); the renderer and loss run outside it in fp32.
@@ -212,7 +242,10 @@ def forward_loss(
     c2w, K = batch["c2w"].to(device), batch["K"].to(device)  # [B, V, 4, 4], [B, V, 3, 3]
     index = batch["input_index"].to(device)  # [B, V_in]
     cameras = Cameras(c2w, K, res, res)
-    in_images = torch.gather(images, 1, index[:, :, None, None, None].expand(-1, -1, *images.shape[2:]))
+    if "input_images" in batch:
+        in_images = batch["input_images"].to(device, non_blocking=True)
+    else:
+        in_images = torch.gather(images, 1, index[:, :, None, None, None].expand(-1, -1, *images.shape[2:]))
     in_cameras = Cameras(
         torch.gather(c2w, 1, index[:, :, None, None].expand(-1, -1, 4, 4)),
         torch.gather(K, 1, index[:, :, None, None].expand(-1, -1, 3, 3)),

@@ -19,7 +19,7 @@ import os
 import re
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -255,7 +255,7 @@ class IndexedSubjects(torch.utils.data.Dataset):
     Args:
         kind: ``heads`` or ``objects`` (on-the-fly data).
         data_root: a split folder written by ``facelift synth`` (``OUT/train``); None renders on the fly.
-        mode: ``reconstructor`` (``num_views`` random views) or ``diffusion`` (the six fixed views).
+        mode: ``reconstructor`` (``num_views`` random views) or ``diffusion`` (the fixed views).
         resolution: image size; folder images must have it.
         num_views: views per sample (reconstructor mode).
         num_random: random views per subject to draw from (on-the-fly reconstructor data).
@@ -265,6 +265,9 @@ class IndexedSubjects(torch.utils.data.Dataset):
             training device here when the config asks for ``render_on_device``.
         supersample: anti-aliasing samples per pixel along each axis of on-the-fly renders (``facelift synth``
             writes 2; 1 renders about 3x faster with jagged edges).
+        fixed_views: names of the fixed views (diffusion mode: each sample's views, in order; default the six
+            FaceLift views).
+        keep_fixed: reconstructor mode: each sample holds the fixed views first, then random others.
     """
 
     def __init__(
@@ -280,15 +283,22 @@ class IndexedSubjects(torch.utils.data.Dataset):
         seed: int = 0,
         render_device: str | torch.device = "cpu",
         supersample: int = 1,
+        fixed_views: Sequence[str] | None = None,
+        keep_fixed: bool = False,
     ) -> None:
+        from facelift.cameras.orbits import FACELIFT_VIEW_NAMES
         from facelift.synthetic.dataset import SyntheticFolderDataset, split_size
 
         self.render_device = torch.device(render_device)
         self.kind, self.data_root, self.mode, self.resolution = kind, data_root, mode, resolution
         self.num_views, self.num_random, self.background, self.seed = num_views, num_random, background, seed
         self.supersample = supersample
+        self.fixed_views, self.keep_fixed = tuple(fixed_views or FACELIFT_VIEW_NAMES), bool(keep_fixed)
         if data_root is not None:
-            self.folder = SyntheticFolderDataset(data_root, mode=mode, num_views=num_views, background=background, seed=seed)
+            self.folder = SyntheticFolderDataset(
+                data_root, mode=mode, num_views=num_views, background=background, fixed_views=self.fixed_views,
+                keep_fixed=self.keep_fixed, seed=seed,
+            )  # fmt: skip
             self.size = len(self.folder)
         else:
             self.folder = None
@@ -315,7 +325,8 @@ class IndexedSubjects(torch.utils.data.Dataset):
             seed = int(torch.randint(2**62, (1,), generator=seeded_generator(self.seed, _DATA_TAG, k)))
             stream = SyntheticStream(
                 self.kind, "train", resolution=self.resolution, num_views=self.num_views, mode=self.mode,
-                num_random=self.num_random, background=self.background, supersample=self.supersample, subjects=[subject], epochs=1,
+                num_random=self.num_random, background=self.background, supersample=self.supersample, fixed_views=self.fixed_views,
+                keep_fixed=self.keep_fixed, subjects=[subject], epochs=1,
                 seed=seed, device=self.render_device, shard=False,
             )  # fmt: skip
             item = next(iter(stream))

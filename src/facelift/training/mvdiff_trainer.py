@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from facelift.cameras.orbits import EIGHT_VIEW_NAMES, FOUR_VIEW_NAMES
 from facelift.models.mvdiffusion.config import MVDiffusionConfig
 from facelift.training.ema import EMA
 from facelift.training.loop import (
@@ -150,6 +151,10 @@ def _mvdiff_presets() -> dict[str, MVDiffTrainConfig]:
         "no_input_recon": replace(base, preset="no_input_recon", model=replace(base.model, reconstruct_input=False), out_dir=Path("runs/mvdiff/no_input_recon")),
         "dense": replace(base, preset="dense", model=replace(base.model, attention="dense"), out_dir=Path("runs/mvdiff/dense")),
         "no_mv_attention": replace(base, preset="no_mv_attention", model=replace(base.model, attention="off"), out_dir=Path("runs/mvdiff/no_mv_attention")),
+        # The view-count ablation: four views every 90 degrees, or eight every 45 (needs data rendered with those
+        # fixed views: facelift synth heads --fixed-views ...).
+        "views_4": replace(base, preset="views_4", model=replace(base.model, view_names=FOUR_VIEW_NAMES), out_dir=Path("runs/mvdiff/views_4")),
+        "views_8": replace(base, preset="views_8", model=replace(base.model, view_names=EIGHT_VIEW_NAMES), out_dir=Path("runs/mvdiff/views_8")),
         "tiny": replace(
             base, preset="tiny", model=MVDiffusionConfig.tiny(), vae_from=None, batch_size=1, total_steps=20, warmup_steps=2,
             log_every=1, image_every=10, ckpt_every=10, sample_steps=2, ema_decay=0.9, out_dir=Path("runs/mvdiff/tiny"),
@@ -158,14 +163,19 @@ def _mvdiff_presets() -> dict[str, MVDiffTrainConfig]:
 
 
 MVDIFF_PRESETS: dict[str, MVDiffTrainConfig] = _mvdiff_presets()
-"""Named starting points: ``default``, the ablations ``no_input_recon``, ``no_mv_attention`` and ``dense``, and ``tiny``."""
+"""Named starting points: ``default``, the ablations ``no_input_recon``, ``no_mv_attention``, ``views_4``, ``views_8`` and ``dense``, and ``tiny``."""
 
 
 class _DiffusionSamples(IndexedSubjects):
-    """The six views of a head (random background) plus the global sample index (seeds its noise)."""
+    """The model's views of a head (random background) plus the global sample index (seeds its noise)."""
 
-    def __init__(self, resolution: int, data_root: Path | None, background: str, seed: int, supersample: int = 1) -> None:
-        super().__init__("heads", data_root, mode="diffusion", resolution=resolution, background=background, seed=seed, supersample=supersample)
+    def __init__(
+        self, resolution: int, data_root: Path | None, background: str, seed: int, supersample: int = 1, fixed_views: tuple[str, ...] | None = None
+    ) -> None:
+        super().__init__(
+            "heads", data_root, mode="diffusion", resolution=resolution, background=background, seed=seed, supersample=supersample,
+            fixed_views=fixed_views,
+        )  # fmt: skip
 
     def __getitem__(self, k: int) -> dict[str, Any]:
         item = super().__getitem__(k)
@@ -190,11 +200,14 @@ def _build_diffusion(config: MVDiffTrainConfig, device: torch.device):
 
     if config.init_from is not None:
         model = MultiViewDiffusion.from_pretrained(config.init_from).float()
-        # The attention mode and input-view reconstruction change no weight: the ablations fine-tune from the
-        # full model's weights with either switched.
-        switches = {"attention": config.model.attention, "reconstruct_input": config.model.reconstruct_input}
+        # The attention mode, input-view reconstruction and the view set change no weight but the view
+        # embeddings: the ablations fine-tune from the full model's weights with one of them switched (new
+        # views start from embeddings interpolated between their neighbours).
+        switches = {"attention": config.model.attention, "reconstruct_input": config.model.reconstruct_input, "view_names": config.model.view_names}
         if model.config is None or replace(model.config, **switches) != config.model:
             raise ValueError(f"init_from {config.init_from} holds a different architecture than config.model")
+        if tuple(config.model.view_names) != model.view_names:
+            model.set_view_names(config.model.view_names)
         model.config, model.reconstruct_input = config.model, config.model.reconstruct_input
         model.set_attention(config.model.attention)
     else:
@@ -326,7 +339,7 @@ def train_mvdiff(config: MVDiffTrainConfig, *, stop_after: int | None = None) ->
         >>> train_mvdiff(replace(MVDIFF_PRESETS["tiny"], out_dir=Path("runs/tiny")))  # doctest: +SKIP
     """
     _require_diffusers()
-    dataset = _DiffusionSamples(config.model.image_size, config.data_root, config.background, config.seed, config.supersample)
+    dataset = _DiffusionSamples(config.model.image_size, config.data_root, config.background, config.seed, config.supersample, tuple(config.model.view_names))
     return run_training(config, lambda device: _DiffusionTask(config, device), dataset, name="mvdiff", stop_after=stop_after)
 
 

@@ -15,7 +15,7 @@ _EXPORTS = {
     "set_multiview_attention": "attention", "MVDiffusionConfig": "config", "REFERENCE_SCHEDULER": "config",
     "VIEW_PROMPT": "config", "ClipImageEmbedder": "conditioning", "ImageEncoder": "conditioning",
     "noise_level_embedding": "conditioning", "MultiViewDiffusion": "model", "MultiViewOutput": "model", "Solver": "model",
-    "make_scheduler": "model",
+    "make_scheduler": "model", "remap_view_embeddings": "model",
 }  # fmt: skip
 
 __all__ = list(_EXPORTS)  # noqa: PLE0605 (the lazily resolved names)

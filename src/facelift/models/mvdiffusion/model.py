@@ -20,6 +20,7 @@ view embeddings, as the reference does.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import logging
 import os
@@ -39,7 +40,7 @@ from jaxtyping import Float
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from facelift.cameras.orbits import FACELIFT_VIEW_NAMES
+from facelift.cameras.orbits import FACELIFT_VIEW_NAMES, view_azimuths
 from facelift.models.mvdiffusion.attention import (
     ATTENTION_MODES,
     AttentionMode,
@@ -58,7 +59,7 @@ from facelift.models.mvdiffusion.config import (
 )
 from facelift.utils.io import atomic_write_text, staged_output_dir
 
-__all__ = ["MultiViewDiffusion", "MultiViewOutput", "Solver", "make_scheduler"]
+__all__ = ["MultiViewDiffusion", "MultiViewOutput", "Solver", "make_scheduler", "remap_view_embeddings"]
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +96,49 @@ class MultiViewOutput:
     """Their final latents (scaled, as the UNet sees them)."""
     view_names: tuple[str, ...]
     """Name of each generated view."""
+
+
+def remap_view_embeddings(
+    embeddings: Float[Tensor, "V T C"], names: Sequence[str], new_names: Sequence[str]
+) -> Float[Tensor, "N T C"]:
+    """View embeddings for another view set: a view the model knows keeps its embedding; a new one is
+    interpolated between the two known views nearest in azimuth on either side (each token rescaled to the
+    interpolated norm), so e.g. ``back_right`` starts halfway between ``right`` and ``back``.
+
+    Args:
+        embeddings: ``[V, T, C]``, one per name of ``names`` (view 0 the input view).
+        names, new_names: view names (:data:`~facelift.cameras.VIEW_AZIMUTHS`); ``new_names[0]`` must be
+            ``names[0]`` (the input view).
+
+    Returns:
+        ``[len(new_names), T, C]``.
+
+    Example:
+        >>> e = torch.randn(6, 4, 8)
+        >>> out = remap_view_embeddings(e, FACELIFT_VIEW_NAMES, ("front", "right", "back_right", "back"))
+        >>> torch.equal(out[1], e[2]), out.shape
+        (True, torch.Size([4, 4, 8]))
+    """
+    names, new_names = tuple(names), tuple(new_names)
+    known, wanted = view_azimuths(names), view_azimuths(new_names)
+    if embeddings.ndim != 3 or embeddings.shape[0] != len(names):
+        raise ValueError(f"embeddings must be [{len(names)}, T, C], got {tuple(embeddings.shape)}")
+    if new_names[0] != names[0]:
+        raise ValueError(f"view 0 is the input view: {new_names[0]!r} cannot replace {names[0]!r}")
+    rows = []
+    for name, azimuth in zip(new_names, wanted):
+        if name in names:
+            rows.append(embeddings[names.index(name)])
+            continue
+        ahead = min(range(len(names)), key=lambda i: (known[i] - azimuth) % 360)  # next known view, turning right
+        behind = min(range(len(names)), key=lambda i: (azimuth - known[i]) % 360)
+        gap_behind, gap_ahead = (azimuth - known[behind]) % 360, (known[ahead] - azimuth) % 360
+        w = gap_behind / (gap_behind + gap_ahead)  # weight of the view ahead
+        a, b = embeddings[behind].float(), embeddings[ahead].float()
+        mixed = (1 - w) * a + w * b
+        norm = (1 - w) * a.norm(dim=-1, keepdim=True) + w * b.norm(dim=-1, keepdim=True)
+        rows.append((mixed * norm / mixed.norm(dim=-1, keepdim=True).clamp_min(1e-12)).to(embeddings.dtype))
+    return torch.stack(rows)
 
 
 def _generators(generator: torch.Generator | Sequence[torch.Generator] | None, batch: int) -> list[torch.Generator | None]:
@@ -186,6 +230,19 @@ class MultiViewDiffusion(nn.Module):
             unet, vae, encoder, views, view_names=config.view_names, image_size=config.image_size,
             reconstruct_input=config.reconstruct_input, attention=config.attention, learn_view_embeddings=True, config=config,
         )  # fmt: skip
+
+    def set_view_names(self, view_names: Sequence[str]) -> None:
+        """Switch to another view set in place (e.g. the eight views of the view-count ablation), with the
+        view embeddings of :func:`remap_view_embeddings`; the other weights do not depend on the view count."""
+        view_names = tuple(view_names)
+        new = remap_view_embeddings(self.view_embeddings.detach(), self.view_names, view_names)
+        if isinstance(self.view_embeddings, nn.Parameter):
+            self.view_embeddings = nn.Parameter(new)
+        else:
+            self.view_embeddings = new
+        self.view_names = view_names
+        if self.config is not None:
+            self.config = dataclasses.replace(self.config, view_names=view_names)
 
     def set_attention(self, mode: AttentionMode) -> None:
         """Switch the multi-view attention mode (``sparse``, ``dense`` or ``off``) in place."""
@@ -335,11 +392,17 @@ class MultiViewDiffusion(nn.Module):
             keep = torch.cat([torch.zeros(b, device=device), torch.ones(b, device=device)])
             cond_latents, labels = cond_latents.repeat(2, 1, 1, 1), labels.repeat(2, 1)
         steps = scheduler.timesteps
+        noises = None
+        if isinstance(scheduler, DDIMScheduler) and eta > 0:
+            # DDIM's per-step noise, drawn up front in the order the steps use it (the same numbers) and moved
+            # to the device in one copy: a copy per step would make the host wait for the GPU at every step.
+            cpu = torch.device("cpu")
+            noises = torch.stack([_randn(latents.shape, gens, cpu, torch.float32) for _ in range(len(steps))]).to(device)
         if progress:
             from tqdm.auto import tqdm
 
             steps = tqdm(steps, desc=f"{solver} sampling", unit="step")
-        for t in steps:
+        for i, t in enumerate(steps):
             x = scheduler.scale_model_input(latents, t)
             if guided:
                 pred = self(x.repeat(2, 1, 1, 1, 1), t, cond_latents, class_labels=labels, keep_image=keep, keep_latent=keep).float()
@@ -348,7 +411,7 @@ class MultiViewDiffusion(nn.Module):
             else:
                 pred = self(x, t, cond_latents, class_labels=labels).float()
             if isinstance(scheduler, DDIMScheduler):
-                noise = _randn(latents.shape, gens, device, torch.float32) if eta > 0 else None
+                noise = noises[i] if noises is not None else None
                 latents = scheduler.step(pred, t, latents, eta=eta, variance_noise=noise).prev_sample
             else:
                 latents = scheduler.step(pred, t, latents).prev_sample
