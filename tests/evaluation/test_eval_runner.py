@@ -101,6 +101,7 @@ def test_eight_view_ablation(tiny_weights, tmp_path):
     pipe.diffusion.set_view_names(EIGHT_VIEW_NAMES)
     eight = evaluate(with_ablation(_settings(tiny_weights, subjects=1), "views-8"), tmp_path / "eight", progress=False, pipe=pipe)
     assert eight["reconstructor_views"] == list(range(8))
+    assert json.loads((tmp_path / "eight" / "settings.json").read_text())["views"] == list(range(8))  # resolved, not "all"
     # The generated views are scored where the evaluation set has the same view: six of the eight.
     assert eight["metrics"]["generated"]["psnr_views"] == 6 and eight["metrics"]["novel"]["psnr_views"] == 2
     six = evaluate(_settings(tiny_weights, subjects=1), tmp_path / "six", progress=False)

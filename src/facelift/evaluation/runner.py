@@ -351,6 +351,8 @@ def evaluate(settings: EvalSettings, out_dir: str | Path, *, overwrite: bool = F
         check = ABLATIONS[settings.ablation].check
         if check is not None:
             check(pipe)
+    # The views as indices (not "all"), so settings.json and resumption name exactly what ran.
+    settings = replace(settings, views=reconstructor_views(pipe, settings))
     resolution = settings.resolution or _model_size(pipe)
     evalset = EvalSet(settings.subjects, settings.num_random, resolution, folder=settings.data)
     metrics = MetricSuite(settings, device)
