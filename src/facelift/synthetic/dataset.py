@@ -538,13 +538,12 @@ def generate(
         folder = split_dir / SubjectId(kind, split, index).name
         if (folder / "params.json").is_file():
             params = _read_params(folder)
-            diff = [k for k in _SETTING_KEYS if params.get(k) != wanted[k]]
+            diff = [f"{k}={params.get(k)!r}" for k in _SETTING_KEYS if params.get(k) != wanted[k]]
             if _fixed_views_of(params) != list(fixed_views):
-                diff.append("fixed views")
-                params["fixed views"] = _fixed_views_of(params)
+                diff.append(f"fixed views={_fixed_views_of(params)!r}")
             if diff:
                 raise ValueError(
-                    f"{folder} was rendered with other settings ({', '.join(f'{k}={params.get(k)!r}' for k in diff)}); "
+                    f"{folder} was rendered with other settings ({', '.join(diff)}); "
                     "use another output folder or the same settings"
                 )
             skipped += 1
