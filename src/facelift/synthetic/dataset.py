@@ -366,9 +366,9 @@ def write_subject(out_root: str | os.PathLike, render: SubjectRender, *, overwri
     return folder
 
 
-def _fixed_views_of(params: dict[str, Any]) -> list[str]:
-    """The fixed (named, not random) views a subject folder was rendered with, in order."""
-    return [n for n in params.get("view_names") or [] if not str(n).startswith("random_")]
+def _fixed_views_of(view_names: Sequence[str]) -> list[str]:
+    """The fixed (named, not random) views among a subject's ``view_names``, in order."""
+    return [n for n in view_names if not str(n).startswith("random_")]
 
 
 def _check_fixed_views(fixed_views: Sequence[str]) -> tuple[str, ...]:
@@ -539,8 +539,9 @@ def generate(
         if (folder / "params.json").is_file():
             params = _read_params(folder)
             diff = [f"{k}={params.get(k)!r}" for k in _SETTING_KEYS if params.get(k) != wanted[k]]
-            if _fixed_views_of(params) != list(fixed_views):
-                diff.append(f"fixed views={_fixed_views_of(params)!r}")
+            rendered_fixed = _fixed_views_of(params.get("view_names") or [])
+            if rendered_fixed != list(fixed_views):
+                diff.append(f"fixed views={rendered_fixed!r}")
             if diff:
                 raise ValueError(
                     f"{folder} was rendered with other settings ({', '.join(diff)}); "
@@ -849,7 +850,7 @@ class SyntheticFolderDataset(torch.utils.data.Dataset):
             missing = [n for n in self.fixed_views if n not in names]
             if missing:
                 raise ValueError(
-                    f"{folder} has no {', '.join(missing)} view (its fixed views: {', '.join(_fixed_views_of({'view_names': names}))}); "
+                    f"{folder} has no {', '.join(missing)} view (its fixed views: {', '.join(_fixed_views_of(names))}); "
                     f"render the data with: facelift synth heads --fixed-views {' '.join(self.fixed_views)} ..."
                 )
             fixed = [names.index(n) for n in self.fixed_views]
