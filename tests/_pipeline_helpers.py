@@ -10,6 +10,7 @@ SAMPLE_PHOTO = Path(__file__).resolve().parents[1] / "src" / "facelift" / "asset
 
 
 def make_tiny_pipeline(folder: Path) -> Path:
+    from facelift.gaussians import PruneSettings
     from facelift.models.gslrm import GSLRM, GSLRMConfig
     from facelift.models.mvdiffusion import MultiViewDiffusion, MVDiffusionConfig
     from facelift.pipeline.facelift import FaceLiftPipeline
@@ -17,5 +18,6 @@ def make_tiny_pipeline(folder: Path) -> Path:
     diffusion = MultiViewDiffusion.from_config(MVDiffusionConfig.tiny(), seed=0)
     reconstructor = GSLRM(GSLRMConfig.tiny())
     reconstructor.init_weights(torch.Generator().manual_seed(0))
-    FaceLiftPipeline(diffusion, reconstructor).save_pretrained(folder)
+    # Pruned like facelift's own trained pipelines (recipe.assemble_weights): without the reference crop box.
+    FaceLiftPipeline(diffusion, reconstructor, prune_settings=PruneSettings.procedural()).save_pretrained(folder)
     return folder

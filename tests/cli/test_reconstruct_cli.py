@@ -58,6 +58,15 @@ def test_sample_photo_writes_every_valid_output(tmp_path, weights, capsys):
     assert np.array_equal(np.asarray(Image.open(out / "multiview.png")), np.asarray(Image.open(tmp_path / "again" / "multiview.png")))
 
 
+def test_refinement_is_recorded_and_timed(tmp_path, weights):
+    out = tmp_path / "refined"
+    assert _run([str(SAMPLE_PHOTO)], out, weights, "--refine-steps", "2", "--frames", "0", "--mesh-format", "none") == 0
+    assert json.loads((out / "result.json").read_text())["refine_steps"] == 2
+    assert json.loads((out / "timings.json").read_text())["refinement"] > 0
+    assert _run([str(SAMPLE_PHOTO)], tmp_path / "bad", weights, "--refine-steps", "-1") != 0
+    assert not (tmp_path / "bad").exists()
+
+
 def test_batch_continues_past_a_failure_and_exits_non_zero(tmp_path, weights, capsys):
     inputs = tmp_path / "in"
     inputs.mkdir()

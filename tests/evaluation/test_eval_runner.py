@@ -91,6 +91,23 @@ def test_reconstructor_mode_and_view_subsets(tiny_weights, tmp_path):
         evaluate(_settings(tiny_weights / "gslrm", subjects=1), tmp_path / "bare2", progress=False)
 
 
+def test_refinement_and_pruning_are_part_of_the_settings(tiny_weights, tmp_path):
+    import json
+
+    plain = evaluate(_settings(tiny_weights, mode="reconstructor", subjects=1), tmp_path / "plain", progress=False)
+    refined = evaluate(_settings(tiny_weights, mode="reconstructor", subjects=1, refine_steps=3), tmp_path / "refined", progress=False)
+    assert refined["settings"]["refine_steps"] == 3 and refined["prune"]["crop_box"] is None
+    assert refined["metrics"]["six"]["psnr"] != plain["metrics"]["six"]["psnr"]
+    # Results pruned another way are not resumed into.
+    settings = json.loads((tmp_path / "plain" / "settings.json").read_text())
+    settings["prune"]["crop_box"] = [-0.91, 0.91, -0.91, 0.91, -1.0, 1.0]
+    (tmp_path / "plain" / "settings.json").write_text(json.dumps(settings))
+    with pytest.raises(ValueError, match="prune"):
+        evaluate(_settings(tiny_weights, mode="reconstructor", subjects=1), tmp_path / "plain", progress=False)
+    with pytest.raises(ValueError, match="refine_steps"):
+        _settings(tiny_weights, refine_steps=-1)
+
+
 def test_eight_view_ablation(tiny_weights, tmp_path):
     from facelift.cameras import EIGHT_VIEW_NAMES
     from facelift.pipeline.facelift import FaceLiftPipeline

@@ -280,3 +280,21 @@ def test_reference_crop_bounds_are_inclusive():
     g = Gaussians.from_rgb(means, torch.full((12, 3), 0.01), torch.ones(12), torch.zeros(12, 3))
     mask = reference_prune_mask(g, crop_box=box)
     assert mask.tolist() == [True] * 6 + [False] * 6
+
+
+def test_prune_settings_apply_their_rules_and_round_trip_json():
+    import json
+
+    from facelift.gaussians import PruneSettings
+
+    g, keep = _prune_set()
+    assert PruneSettings().apply(g).num == int(keep.sum())
+    procedural = PruneSettings.procedural()
+    assert procedural.crop_box is None
+    assert procedural.apply(g).num == int(reference_prune_mask(g, crop_box=None).sum())
+    for settings in (PruneSettings(), procedural, PruneSettings(opacity_threshold=0.2, floater_threshold=None)):
+        assert PruneSettings.from_dict(json.loads(json.dumps(settings.to_dict()))) == settings
+    with pytest.raises(ValueError, match="crop_box"):
+        PruneSettings(crop_box=(0.0, 1.0))
+    with pytest.raises(ValueError, match="unknown pruning settings"):
+        PruneSettings.from_dict({"box": None})

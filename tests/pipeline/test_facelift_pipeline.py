@@ -68,6 +68,38 @@ def test_an_eight_view_diffusion_model_runs_end_to_end(tmp_path):
     assert sorted(p.name for p in (out / "views").glob("*.png"))[3] == "003_back_right.png"
 
 
+def test_refinement_is_timed_and_keeps_the_gaussians(pipe):
+    plain = pipe(SAMPLE_PHOTO, seed=0, steps=1)
+    refined = pipe(SAMPLE_PHOTO, seed=0, steps=1, refine=3)
+    assert set(refined.timings) == {"preprocess", "diffusion", "reconstruction", "refinement"}
+    assert refined.gaussians.num == plain.gaussians.num and not torch.equal(refined.gaussians.sh, plain.gaussians.sh)
+    images, cameras = torch.rand(6, 3, 16, 16), facelift_views(resolution=16)
+    fitted = pipe.reconstruct(images, cameras, refine=3)
+    assert fitted.num == pipe.reconstruct(images, cameras).num
+
+
+def test_pruning_settings_travel_with_the_weights(tmp_path, pipe):
+    import json
+
+    from facelift.gaussians import PruneSettings
+
+    custom = FaceLiftPipeline(pipe.diffusion, pipe.reconstructor, prune_settings=PruneSettings(opacity_threshold=0.5, crop_box=None))
+    folder = custom.save_pretrained(tmp_path / "w")
+    assert json.loads((folder / "facelift_pipeline.json").read_text())["prune"]["opacity_threshold"] == 0.5
+    loaded = FaceLiftPipeline.from_pretrained(folder)
+    assert loaded.prune_settings == custom.prune_settings
+    g = loaded.reconstruct(torch.rand(6, 3, 16, 16), facelift_views(resolution=16))
+    assert (g.opacities > 0.5).all()
+    meta = json.loads((folder / "facelift_pipeline.json").read_text())
+    del meta["prune"]  # folders written before the setting existed: the reference rules
+    (folder / "facelift_pipeline.json").write_text(json.dumps(meta))
+    assert FaceLiftPipeline.from_pretrained(folder).prune_settings == PruneSettings()
+    meta["prune"] = {"opacity": 0.1}
+    (folder / "facelift_pipeline.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="unknown pruning settings"):
+        FaceLiftPipeline.from_pretrained(folder)
+
+
 def test_weights_specs_are_checked(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a facelift weights folder"):
         resolve_weights(tmp_path)

@@ -38,6 +38,7 @@ from facelift.cameras.orbits import facelift_views
 from facelift.evaluation.ablations import ABLATIONS
 from facelift.evaluation.evalset import NUM_FIXED, EvalSet, EvalSubject, resize_views
 from facelift.evaluation.metrics import psnr, ssim
+from facelift.gaussians.ops import PruneSettings
 from facelift.pipeline.facelift import FaceLiftPipeline
 from facelift.utils.io import atomic_write_text
 
@@ -99,14 +100,17 @@ class EvalSettings:
     """The ablation this run is (``facelift.evaluation.ablations``): its weights are checked."""
     label: str | None = None
     """Name of this run in tables (default: the ablation, else the weights and mode)."""
+    refine_steps: int = 0
+    """Test-time refinement of the Gaussians against the reconstructor's input views (0: none; see
+    :func:`facelift.pipeline.refine.refine_gaussians`)."""
     worst: int = 4
     """Subjects in worst.png (lowest novel-view PSNR)."""
     device: str = "auto"
     """auto (CUDA when available), cpu, cuda or cuda:N: where the models run."""
 
     def __post_init__(self) -> None:
-        if self.steps < 1 or self.guidance < 1 or self.worst < 0 or self.num_random < 0:
-            raise ValueError("need steps >= 1, guidance >= 1, worst >= 0 and num_random >= 0")
+        if self.steps < 1 or self.guidance < 1 or self.worst < 0 or self.num_random < 0 or self.refine_steps < 0:
+            raise ValueError("need steps >= 1, guidance >= 1, worst >= 0, num_random >= 0 and refine_steps >= 0")
         if self.resolution is not None and self.resolution < 8:
             raise ValueError(f"resolution must be >= 8, got {self.resolution}")
         if self.views is not None:
@@ -214,6 +218,7 @@ class ReconstructorOnly:
 
     diffusion = None
     autocast_dtype = None
+    prune_settings = PruneSettings.procedural()  # facelift's trainers learn on the procedural heads' framing
 
     def __init__(self, folder: str | Path, device: torch.device) -> None:
         from facelift.models.gslrm.model import GSLRM
@@ -273,7 +278,7 @@ def evaluate_subject(pipe, subject: EvalSubject, settings: EvalSettings, metrics
     else:
         images = resize_views(subject.images[list(views)], size)
         cameras = facelift_views(0.0, resolution=size)[torch.tensor(views)]
-    gaussians = pipe.reconstruct(images, cameras)
+    gaussians = pipe.reconstruct(images, cameras, refine=settings.refine_steps)
     pred = pipe.render(gaussians, subject.cameras).clamp(0, 1)  # [6 + R, 3, H, W]
     res = subject.images.shape[-1]
     groups = {"six": list(range(NUM_FIXED)), "novel": list(range(NUM_FIXED, len(subject.view_names)))}
@@ -309,9 +314,11 @@ def _pooled(records: list[dict[str, Any]], group: str) -> dict[str, Any]:
     return out
 
 
-def _check_resume(out: Path, settings: EvalSettings, overwrite: bool) -> None:
+def _check_resume(out: Path, settings: EvalSettings, overwrite: bool, prune: dict[str, Any]) -> None:
+    """Refuse to mix results of other settings (or of another pruning of the Gaussians) in one folder."""
     path = out / "settings.json"
-    current = {k: v for k, v in settings.to_dict().items() if k not in _RESUME_IGNORES}
+    record = {**settings.to_dict(), "prune": prune}
+    current = {k: v for k, v in record.items() if k not in _RESUME_IGNORES}
     if path.is_file() and not overwrite:
         before = {k: v for k, v in json.loads(path.read_text()).items() if k not in _RESUME_IGNORES}
         if before != current:
@@ -320,7 +327,7 @@ def _check_resume(out: Path, settings: EvalSettings, overwrite: bool) -> None:
     elif overwrite and (out / "subjects").is_dir():
         for f in (out / "subjects").iterdir():
             f.unlink()
-    atomic_write_text(path, json.dumps(settings.to_dict(), indent=2) + "\n")
+    atomic_write_text(path, json.dumps(record, indent=2) + "\n")
 
 
 def evaluate(settings: EvalSettings, out_dir: str | Path, *, overwrite: bool = False, progress: bool = True, pipe=None) -> dict[str, Any]:
@@ -357,7 +364,8 @@ def evaluate(settings: EvalSettings, out_dir: str | Path, *, overwrite: bool = F
     evalset = EvalSet(settings.subjects, settings.num_random, resolution, folder=settings.data)
     metrics = MetricSuite(settings, device)
     out.mkdir(parents=True, exist_ok=True)
-    _check_resume(out, settings, overwrite)
+    prune = pipe.prune_settings.to_dict()
+    _check_resume(out, settings, overwrite, prune)
     (out / "subjects").mkdir(exist_ok=True)
     bar = None
     if progress:
@@ -390,6 +398,7 @@ def evaluate(settings: EvalSettings, out_dir: str | Path, *, overwrite: bool = F
         "resolution": resolution,
         "model_resolution": _model_size(pipe),
         "reconstructor_views": list(reconstructor_views(pipe, settings)),
+        "prune": prune,
         "metrics": {g: _pooled(records, g) for g in groups},
         "skipped_metrics": metrics.skipped,
         "seconds_per_subject": sum(r["seconds"] for r in records) / len(records),

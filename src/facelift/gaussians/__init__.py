@@ -4,6 +4,7 @@ from facelift.gaussians.container import SH_C0, Gaussians, rgb_to_sh_dc, sh_dc_t
 from facelift.gaussians.io import load_ply, load_splat, ply_property_names, save_ply, save_splat
 from facelift.gaussians.ops import (
     REFERENCE_CROP_BOX,
+    PruneSettings,
     covariance,
     reference_prune,
     reference_prune_mask,
@@ -16,6 +17,7 @@ __all__ = [
     "SH_C0",
     "rgb_to_sh_dc",
     "sh_dc_to_rgb",
+    "PruneSettings",
     "REFERENCE_CROP_BOX",
     "covariance",
     "reference_prune",

@@ -4,7 +4,8 @@
 * :func:`transform`: a similarity transform (rotation, translation, uniform scale) of a whole set,
   including the band-1 spherical harmonics (:func:`rotate_sh`).
 * :func:`reference_prune_mask` / :func:`reference_prune`: the reference release's post-processing
-  (``GaussianModel.apply_all_filters`` with the thresholds its inference script uses).
+  (``GaussianModel.apply_all_filters`` with the thresholds its inference script uses); :class:`PruneSettings`
+  holds a set of those thresholds (a weights folder records its own, see :mod:`facelift.pipeline.facelift`).
 
 None of these modify their inputs; all are differentiable with respect to the Gaussian fields.
 """
@@ -12,7 +13,8 @@ None of these modify their inputs; all are differentiable with respect to the Ga
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Sequence
 
 import torch
 from jaxtyping import Bool, Float
@@ -22,6 +24,7 @@ from facelift.cameras.conventions import normalize_quat, quat_multiply, quat_to_
 from facelift.gaussians.container import Gaussians, sh_degree_from_coeffs
 
 __all__ = [
+    "PruneSettings",
     "REFERENCE_CROP_BOX",
     "covariance",
     "reference_prune",
@@ -32,6 +35,54 @@ __all__ = [
 
 REFERENCE_CROP_BOX = (-0.91, 0.91, -0.91, 0.91, -1.0, 1.0)
 """``(x_min, x_max, y_min, y_max, z_min, z_max)`` of the reference release's final crop (world frame)."""
+
+
+@dataclass(frozen=True)
+class PruneSettings:
+    """Thresholds of :func:`reference_prune` (the defaults are the reference release's; None disables a rule).
+
+    The crop box belongs to the reference's data framing: facelift's procedural heads show more of the
+    shoulders, which lie outside it, so the bundled default weights prune without it.
+
+    Example:
+        >>> PruneSettings.from_dict({"crop_box": None}).crop_box is None
+        True
+    """
+
+    opacity_threshold: float = 0.04
+    scale_threshold: float | None = 0.1
+    floater_threshold: float | None = 0.6
+    crop_box: tuple[float, float, float, float, float, float] | None = REFERENCE_CROP_BOX
+
+    def __post_init__(self) -> None:
+        if self.crop_box is not None:
+            box = tuple(float(v) for v in self.crop_box)
+            if len(box) != 6 or box[0] > box[1] or box[2] > box[3] or box[4] > box[5]:
+                raise ValueError(f"crop_box must be (x_min, x_max, y_min, y_max, z_min, z_max), got {self.crop_box}")
+            object.__setattr__(self, "crop_box", box)
+
+    @classmethod
+    def procedural(cls) -> "PruneSettings":
+        """The rules for models trained on facelift's procedural heads: the reference's without the crop box."""
+        return cls(crop_box=None)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able fields (the crop box as a list)."""
+        out = asdict(self)
+        out["crop_box"] = list(self.crop_box) if self.crop_box is not None else None
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "PruneSettings":
+        """Settings from (some of) the fields; unknown keys are an error."""
+        unknown = set(data) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown pruning settings {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
+        return cls(**data)
+
+    def apply(self, g: Gaussians) -> Gaussians:
+        """The Gaussians of an unbatched set ``[N]`` that pass these rules (see :func:`reference_prune`)."""
+        return reference_prune(g, **asdict(self))
 
 # 3DGS evaluates band 1 as ``-C1*y*c1 + C1*z*c2 - C1*x*c3``, i.e. ``C1 * v . d`` with ``v = P @ (c1, c2, c3)``
 # and this signed permutation P (rows: the x, y, z components of v).

@@ -31,8 +31,9 @@ from torch import Tensor
 from facelift.cameras.cameras import Cameras
 from facelift.cameras.orbits import facelift_views
 from facelift.gaussians.container import Gaussians
-from facelift.gaussians.ops import reference_prune
+from facelift.gaussians.ops import PruneSettings
 from facelift.models.gslrm.model import GSLRM
+from facelift.pipeline.refine import RefineSettings, refine_gaussians, refine_settings
 from facelift.preprocess.face import Preprocessed, PreprocessSettings, preprocess
 from facelift.preprocess.image import to_image
 from facelift.rendering.rasterize import rasterize
@@ -107,7 +108,7 @@ class FaceLiftResult:
     cameras: Cameras
     """``[V]`` cameras of the generated views (FOV 50, radius 2.7, around the input azimuth)."""
     gaussians: Gaussians
-    """``[N]`` Gaussians, pruned with the reference rules (head facing front, -y)."""
+    """``[N]`` Gaussians, pruned with the pipeline's rules (``prune_settings``) (head facing front, -y)."""
     timings: dict[str, float] = field(default_factory=dict)
     """Seconds per stage: ``preprocess``, ``diffusion``, ``reconstruction`` (and ``rendering`` when exported)."""
 
@@ -126,6 +127,8 @@ class FaceLiftPipeline:
         device: where both models run.
         preprocess_settings: defaults for :meth:`preprocess` (its ``size`` is set to the diffusion size).
         autocast_dtype: autocast dtype of the reconstructor on CUDA (e.g. ``torch.bfloat16``).
+        prune_settings: the pruning :meth:`reconstruct` applies (default: the reference release's rules; a
+            weights folder records its own in ``facelift_pipeline.json`` under ``prune``).
 
     Example:
         >>> pipe = FaceLiftPipeline.from_pretrained("default")  # doctest: +SKIP
@@ -141,8 +144,10 @@ class FaceLiftPipeline:
         device: torch.device | str = "cpu",
         preprocess_settings: PreprocessSettings | None = None,
         autocast_dtype: torch.dtype | None = None,
+        prune_settings: PruneSettings | None = None,
     ) -> None:
         self.device = torch.device(device)
+        self.prune_settings = prune_settings or PruneSettings()
         self.diffusion = diffusion.to(self.device).eval()
         self.reconstructor = reconstructor.to(self.device).eval()
         base = preprocess_settings or PreprocessSettings()
@@ -172,6 +177,7 @@ class FaceLiftPipeline:
                 raise ValueError(f"{weights.folder}: unsupported weights format {meta.get('format')!r}")
             diffusion = MultiViewDiffusion.from_pretrained(weights.folder / meta.get("mvdiffusion", "mvdiffusion"))
             reconstructor = GSLRM.from_pretrained(weights.folder / meta.get("gslrm", "gslrm"))
+            kwargs.setdefault("prune_settings", PruneSettings.from_dict(meta.get("prune", {})))
         return cls(diffusion, reconstructor, device=device, **kwargs)
 
     def save_pretrained(self, directory: str | os.PathLike, *, overwrite: bool = True, dtype: torch.dtype | None = None) -> Path:
@@ -180,7 +186,7 @@ class FaceLiftPipeline:
         with staged_output_dir(directory, overwrite=overwrite) as tmp:
             self.diffusion.save_pretrained(tmp / "mvdiffusion", dtype=dtype)
             self.reconstructor.save_pretrained(tmp / "gslrm", dtype=dtype)
-            meta = {"format": PIPELINE_FORMAT, "mvdiffusion": "mvdiffusion", "gslrm": "gslrm"}
+            meta = {"format": PIPELINE_FORMAT, "mvdiffusion": "mvdiffusion", "gslrm": "gslrm", "prune": self.prune_settings.to_dict()}
             atomic_write_text(tmp / _META, json.dumps(meta, indent=2) + "\n")
         return directory
 
@@ -261,16 +267,25 @@ class FaceLiftPipeline:
         return full, cameras
 
     def reconstruct(
-        self, images: Float[Tensor, "V 3 H W"], cameras: Cameras, *, prune: bool = True, resolution: int | None = None
+        self,
+        images: Float[Tensor, "V 3 H W"],
+        cameras: Cameras,
+        *,
+        prune: bool = True,
+        resolution: int | None = None,
+        refine: RefineSettings | int | None = None,
     ) -> Gaussians:
         """Gaussians from posed views (generated, or the user's own images and cameras).
 
         Args:
             images: ``[V, 3, H, W]`` in [0, 1], on white.
             cameras: ``[V]`` cameras of those images (OpenCV, see :mod:`facelift.cameras`).
-            prune: apply the reference release's pruning.
+            prune: apply the pipeline's pruning (:attr:`prune_settings`).
             resolution: resize the views (and cameras) to this square size first; needs a multiple of the
                 patch size. Default: as given (H and W must be multiples of the patch size).
+            refine: after the feed-forward prediction (and pruning), fit the Gaussians to the same views
+                by gradient descent (:func:`facelift.pipeline.refine.refine_gaussians`): settings, a number of
+                steps with the default settings, or None / 0 for none.
         """
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"images must be [V, 3, H, W], got {tuple(images.shape)}")
@@ -291,7 +306,11 @@ class FaceLiftPipeline:
         )
         with torch.no_grad(), autocast:
             gaussians = self.reconstructor(images[None].to(self.device).float(), cameras.reshape(1, -1).to(self.device))[0]
-        return reference_prune(gaussians) if prune else gaussians
+        gaussians = self.prune_settings.apply(gaussians) if prune else gaussians
+        refine = refine_settings(refine)
+        if refine is not None:
+            gaussians = refine_gaussians(gaussians, images.to(self.device).float(), cameras.to(self.device), refine)
+        return gaussians
 
     @torch.no_grad()
     def render(self, gaussians: Gaussians, cameras: Cameras, *, background: float = 1.0) -> Float[Tensor, "V 3 H W"]:
@@ -308,9 +327,14 @@ class FaceLiftPipeline:
         steps: int = 50,
         guidance: float = 3.0,
         solver: str = "ddim",
+        refine: RefineSettings | int | None = None,
         **preprocess_overrides: Any,
     ) -> FaceLiftResult:
-        """Photo (path, PIL image, array or tensor) -> :class:`FaceLiftResult` (views, cameras, Gaussians, timings)."""
+        """Photo (path, PIL image, array or tensor) -> :class:`FaceLiftResult` (views, cameras, Gaussians, timings).
+
+        ``refine`` (settings or a number of steps) fits the Gaussians to the generated views after the
+        reconstructor (see :meth:`reconstruct`); its time is reported as ``timings["refinement"]``.
+        """
         timings: dict[str, float] = {}
         start = time.perf_counter()
         pre = self.preprocess(image, **preprocess_overrides)
@@ -321,7 +345,14 @@ class FaceLiftPipeline:
         timings["diffusion"] = time.perf_counter() - start
         start = time.perf_counter()
         cameras = self.view_cameras(pre.azimuth_deg, resolution=views.shape[-1])
-        gaussians = self.reconstruct(*self.reconstructor_inputs(pre.image, views, pre.azimuth_deg))
+        images, view_cameras = self.reconstructor_inputs(pre.image, views, pre.azimuth_deg)
+        gaussians = self.reconstruct(images, view_cameras)
         _sync(self.device)
         timings["reconstruction"] = time.perf_counter() - start
+        refine = refine_settings(refine)
+        if refine is not None:
+            start = time.perf_counter()
+            gaussians = refine_gaussians(gaussians, images.to(self.device).float(), view_cameras.to(self.device), refine)
+            _sync(self.device)
+            timings["refinement"] = time.perf_counter() - start
         return FaceLiftResult(pre, views, self.view_names, cameras, gaussians.to("cpu"), timings)

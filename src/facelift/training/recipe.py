@@ -156,6 +156,7 @@ def assemble_weights(mvdiff_folder: Path, gslrm_folder: Path, out: Path, *, limi
     Raises:
         ValueError: a file is larger than ``limit`` (the folder is still written, for inspection).
     """
+    from facelift.gaussians.ops import PruneSettings
     from facelift.models.gslrm import GSLRM
     from facelift.models.mvdiffusion.model import MultiViewDiffusion
     from facelift.pipeline.facelift import FaceLiftPipeline
@@ -163,7 +164,9 @@ def assemble_weights(mvdiff_folder: Path, gslrm_folder: Path, out: Path, *, limi
     out = Path(out)
     card = out / "README.md"
     kept = card.read_text() if card.is_file() else None
-    pipe = FaceLiftPipeline(MultiViewDiffusion.from_pretrained(mvdiff_folder), GSLRM.from_pretrained(gslrm_folder))
+    pipe = FaceLiftPipeline(
+        MultiViewDiffusion.from_pretrained(mvdiff_folder), GSLRM.from_pretrained(gslrm_folder), prune_settings=PruneSettings.procedural()
+    )
     pipe.save_pretrained(out, dtype=torch.float16)
     if kept is not None:
         atomic_write_text(card, kept)
