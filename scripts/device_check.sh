@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # GPU checks for a session lent the device machine (python3 there: torch 2.11 + CUDA; no gsplat, plyfile, tyro or
 # diffusers). Groups (CHECKS, default all, in this order):
-#   pytest-gpu:  the tests marked gpu (gsplat against the portable renderer, diffusion on CUDA); gsplat compiles
+#   pytest-gpu:  the tests marked gpu (gsplat against the portable renderer, diffusion and refinement on CUDA); gsplat compiles
 #                its CUDA code on first use (about 2 minutes), so run this before anything else renders
 #   synth:       synthetic-engine throughput, heads and objects, 16 subjects x 38 views at 256^2
 #   mvdiff:      multi-view diffusion sampling at the official size (random weights, fp16, DDIM-50, DPM-Solver++
@@ -42,7 +42,7 @@ for group in ${CHECKS:-pytest-gpu synth mvdiff train-speed render bench}; do
   case $group in
   pytest-gpu)  # the first gsplat use compiles its CUDA code (about 2 minutes): nothing else may compile it meanwhile
     python3 -c "import gsplat; print('gsplat', gsplat.__version__)" >>"$log" 2>&1
-    step "$log" 240 pytest-gpu python3 -m pytest tests/rendering tests/models/test_mvdiffusion.py -q -m gpu -p no:cacheprovider
+    step "$log" 240 pytest-gpu python3 -m pytest tests/rendering tests/models/test_mvdiffusion.py tests/pipeline/test_refine.py -q -m gpu -p no:cacheprovider
     ;;
   synth)
     step "$log" 60 synth-heads python3 benchmarks/synth.py --device cuda --kinds heads --subjects 16 --views 38 --res 256 --repeats 2 --json "$RES/synth_heads.json"

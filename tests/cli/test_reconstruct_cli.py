@@ -199,3 +199,47 @@ def test_several_faces_use_the_largest_and_say_so(tmp_path, weights):
     result = json.loads((out / "result.json").read_text())
     assert result["faces_found"] == 2 and "2 faces found; using the largest" in result["notes"]
     assert result["face_box"][2] < 512
+
+
+@pytest.fixture(scope="module")
+def posed_views(tmp_path_factory) -> Path:
+    from facelift.synthetic.dataset import generate
+
+    root = tmp_path_factory.mktemp("posed")
+    generate("heads", root, 1, split="test", resolution=32, num_random=2, workers=1, progress=False)
+    return root / "test" / "head_000000"
+
+
+def test_reconstruct_views_from_posed_images(tmp_path, weights, posed_views, capsys):
+    out = tmp_path / "fit"
+    args = ["reconstruct-views", str(posed_views), "-o", str(out), "--weights", str(weights), "--frames", "2", "--resolution", "32"]
+    assert run_cli([*args, "--refine-steps", "2"]) == 0
+    for name in ("gaussians.ply", "gaussians.splat", "multiview.png", "turntable.mp4", "summary.json", "views/opencv_cameras.json"):
+        assert (out / name).is_file(), name
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["views"] == 8 and summary["refine_steps"] == 2 and summary["num_gaussians"] > 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed["out"] == str(out) and "reconstruction" in printed["timings"]
+    # Without refinement or pruning: every pixel of the 8 views (resized to the tiny model's 16 px) plus 2 tokens.
+    assert run_cli([*args[:3], str(tmp_path / "raw"), *args[4:], "--refine-steps", "0", "--no-prune"]) == 0
+    assert json.loads((tmp_path / "raw" / "summary.json").read_text())["num_gaussians"] == 8 * 16 * 16 + 2
+
+
+def test_reconstruct_views_refuses_bad_folders(tmp_path, weights, posed_views, capsys):
+    def fails(folder: Path, match: str) -> None:
+        out = tmp_path / f"out-{folder.name}"
+        assert run_cli(["reconstruct-views", str(folder), "-o", str(out), "--weights", str(weights), "--frames", "0"]) != 0
+        assert match in capsys.readouterr().err and not out.exists()
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    fails(empty, "no opencv_cameras.json")
+    resized = tmp_path / "resized"
+    shutil.copytree(posed_views, resized)
+    first = sorted((resized / "images").iterdir())[0]
+    Image.open(first).resize((40, 40)).save(first)
+    fails(resized, "but its camera is 32x32")
+    missing = tmp_path / "missing"
+    shutil.copytree(posed_views, missing)
+    sorted((missing / "images").iterdir())[1].unlink()
+    fails(missing, "no such file")

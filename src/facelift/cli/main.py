@@ -8,7 +8,7 @@ import tyro
 
 from facelift.cli.common import run_command
 from facelift.cli.evaluate import BenchCommand, EvalCommand
-from facelift.cli.reconstruct import ReconstructCommand
+from facelift.cli.reconstruct import ReconstructCommand, ReconstructViewsCommand
 from facelift.cli.render import DemoCommand, RenderCommand
 from facelift.cli.serve import ServeCommand
 from facelift.cli.synth import SynthCommand
@@ -19,6 +19,7 @@ COMMANDS = {
     "demo": DemoCommand,
     "eval": EvalCommand,
     "reconstruct": ReconstructCommand,
+    "reconstruct-views": ReconstructViewsCommand,
     "render": RenderCommand,
     "serve": ServeCommand,
     "synth": SynthCommand,

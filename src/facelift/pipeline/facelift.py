@@ -108,9 +108,10 @@ class FaceLiftResult:
     cameras: Cameras
     """``[V]`` cameras of the generated views (FOV 50, radius 2.7, around the input azimuth)."""
     gaussians: Gaussians
-    """``[N]`` Gaussians, pruned with the pipeline's rules (``prune_settings``) (head facing front, -y)."""
+    """``[N]`` Gaussians (head facing front, -y), pruned with the pipeline's ``prune_settings``."""
     timings: dict[str, float] = field(default_factory=dict)
-    """Seconds per stage: ``preprocess``, ``diffusion``, ``reconstruction`` (and ``rendering`` when exported)."""
+    """Seconds per stage: ``preprocess``, ``diffusion``, ``reconstruction`` (``refinement`` when asked for, and
+    ``rendering`` when exported)."""
 
 
 def _sync(device: torch.device) -> None:
