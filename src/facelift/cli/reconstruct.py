@@ -225,7 +225,7 @@ class ReconstructViewsCommand:
         # Resized to the reconstructor's view size (cameras rescaled), predicted, pruned, then refined at that size.
         size = pipe.reconstructor.config.image_size
         gaussians = pipe.reconstruct(torch.stack(images), cameras, prune=self.prune, resolution=size, refine=self.refine_steps)
-        timings["reconstruction"] = time.perf_counter() - start
+        timings["reconstruction_and_refinement"] = time.perf_counter() - start
         if gaussians.num == 0:
             raise ValueError("the reconstruction kept no Gaussians after pruning (try --no-prune)")
         with staged_output_dir(self.out, overwrite=self.overwrite) as staging:
