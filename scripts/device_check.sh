@@ -9,7 +9,8 @@
 #   train-speed: a GS-LRM training step at the official size (512 px, batch 4, gradient checkpointing; without it
 #                batch 2 ran out of memory on an H100) and the default size: samples/s and MFU
 #   render:      the parity benchmark against the portable renderer and the render benchmark on both backends
-#   bench:       facelift bench per stage, random official-size models (no turntable video: no ffmpeg there)
+#   bench:       facelift bench per stage, random official-size models (no turntable video: no ffmpeg there), and
+#                the bundled weights with 50 test-time refinement steps
 # Every step has its own time limit and a failing step does not stop the others. Output: $OUT/checks-GROUPS.log
 # (everything printed) and the JSON results in $RES (default /tmp/res; scripts/device_session.sh packs them).
 # Prepare the wheels once, here:
@@ -65,6 +66,10 @@ for group in ${CHECKS:-pytest-gpu synth mvdiff train-speed render bench}; do
     step "$log" 90 bench-official python3 -c "import json, sys, torch; from facelift.evaluation.bench import BenchSettings, run_bench, bench_table; \
 r = run_bench(BenchSettings(random='official', repeats=2, warmup=1, frames=0, mesh_format='none', crop=False, matting=False, resolution=512), torch.device('cuda')); \
 print(bench_table(r)); json.dump(r, open(sys.argv[1], 'w'), indent=2)" "$RES/bench_official.json"
+    # the bundled 64 px weights with 50 refinement steps (gsplat backend): the refinement stage on a GPU
+    step "$log" 60 bench-default-refine python3 -c "import json, sys, torch; from facelift.evaluation.bench import BenchSettings, run_bench, bench_table; \
+r = run_bench(BenchSettings(repeats=3, warmup=1, steps=20, solver='dpmsolver++', frames=0, mesh_format='none', crop=False, matting=False, refine_steps=50), torch.device('cuda')); \
+print(bench_table(r)); json.dump(r, open(sys.argv[1], 'w'), indent=2)" "$RES/bench_default_refine.json"
     ;;
   *) echo "unknown check group $group" >>"$log" ;;
   esac
