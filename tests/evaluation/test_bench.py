@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import mmap
 import time
 
 import pytest
@@ -23,16 +24,21 @@ from facelift.evaluation.bench import (
 def test_stage_meter_sees_a_stage_allocation(kernel_mark, monkeypatch):
     if not kernel_mark:  # as where /proc/self/clear_refs is missing or ignored (some CI sandboxes)
         monkeypatch.setattr(bench, "_reset_peak_rss", lambda: False)
-    big = torch.ones(256 * 2**20 // 4)  # an earlier, larger peak must not hide the stage's own
-    del big
+    # Fresh anonymous mappings, not the heap: memory the allocator already holds (freed by earlier tests, kept by
+    # an allocator tuned with mallopt by some library) would be reused without raising the resident size.
+    def resident(mib: int) -> mmap.mmap:
+        block = mmap.mmap(-1, mib * 2**20)
+        block.write(b"\x01" * (mib * 2**20))  # touched, so resident
+        return block
+
+    resident(256).close()  # an earlier, larger peak must not hide the stage's own
     meter = StageMeter(torch.device("cpu"))
     with meter.stage("idle"):
         pass
     with meter.stage("alloc"):
-        x = torch.ones(64 * 2**20 // 4)  # 64 MiB, touched
-        x += 1
+        block = resident(64)
         time.sleep(0.1)  # held long enough for the sampler to look, where the kernel's mark is not available
-        del x
+        block.close()
     assert meter.peaks["alloc"] >= meter.peaks["idle"] + 50
 
 
