@@ -89,6 +89,8 @@ def test_from_shipped_continues_the_bundled_models(tmp_path):
 def test_assemble_refuses_oversized_files(tiny_recipe, tmp_path):
     with pytest.raises(ValueError, match="over"):
         assemble_weights(tiny_recipe / "mvdiff" / "final", tiny_recipe / "gslrm-heads" / "final", tmp_path / "w", limit=10_000)
+    # The folder is still written, for inspection, and prunes like the bundled weights (no reference crop box).
+    assert json.loads((tmp_path / "w" / "facelift_pipeline.json").read_text())["prune"]["crop_box"] is None
 
 
 def test_bad_recipe_arguments_are_clear_errors(tmp_path, capsys):
