@@ -223,6 +223,9 @@ def test_reconstruct_views_from_posed_images(tmp_path, weights, posed_views, cap
     # Without refinement or pruning: every pixel of the 8 views (resized to the tiny model's 16 px) plus 2 tokens.
     assert run_cli([*args[:3], str(tmp_path / "raw"), *args[4:], "--refine-steps", "0", "--no-prune"]) == 0
     assert json.loads((tmp_path / "raw" / "summary.json").read_text())["num_gaussians"] == 8 * 16 * 16 + 2
+    # A bare GS-LRM folder (a training run's final/) works too, pruned like facelift's own weights.
+    assert run_cli([*args[:3], str(tmp_path / "bare"), "--weights", str(weights / "gslrm"), *args[6:], "--refine-steps", "0"]) == 0
+    assert json.loads((tmp_path / "bare" / "summary.json").read_text())["prune"]["crop_box"] is None
 
 
 def test_reconstruct_views_refuses_bad_folders(tmp_path, weights, posed_views, capsys):

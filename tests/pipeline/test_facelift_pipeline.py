@@ -100,6 +100,27 @@ def test_pruning_settings_travel_with_the_weights(tmp_path, pipe):
         FaceLiftPipeline.from_pretrained(folder)
 
 
+def test_reconstructor_only_loads_each_kind_of_weights(tmp_path, pipe, monkeypatch):
+    from facelift.gaussians import PruneSettings
+    from facelift.models.gslrm import GSLRM
+    from facelift.pipeline.facelift import ReconstructorOnly
+
+    folder = FaceLiftPipeline(pipe.diffusion, pipe.reconstructor, prune_settings=PruneSettings(opacity_threshold=0.3)).save_pretrained(tmp_path / "w")
+    from_folder = ReconstructorOnly.load(folder)  # a pipeline folder: its GS-LRM and its pruning, no diffusion model
+    assert from_folder.diffusion is None and from_folder.prune_settings.opacity_threshold == 0.3
+    images, cams = torch.rand(6, 3, 16, 16), facelift_views(resolution=16)
+    full = pipe.reconstruct(images, cams, prune=False)
+    torch.testing.assert_close(from_folder.reconstruct(images, cams).means, from_folder.prune_settings.apply(full).means)
+    bare = ReconstructorOnly.load(folder / "gslrm")  # a training run's final/: pruned like facelift's own weights
+    assert bare.prune_settings == PruneSettings.procedural()
+    ckpt = tmp_path / "ckpt_0000000000021125.pt"  # the authors' checkpoint alone: the reference rules
+    ckpt.write_bytes(b"stand-in")
+    monkeypatch.setattr(GSLRM, "from_official_checkpoint", classmethod(lambda cls, path: pipe.reconstructor))
+    assert ReconstructorOnly.load(ckpt).prune_settings == PruneSettings()
+    with pytest.raises(FileNotFoundError, match="not a facelift weights folder"):
+        ReconstructorOnly.load(tmp_path / "nothing")
+
+
 def test_weights_specs_are_checked(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a facelift weights folder"):
         resolve_weights(tmp_path)

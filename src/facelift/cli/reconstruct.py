@@ -124,7 +124,7 @@ class ReconstructCommand:
             check_output_dir(target, overwrite=self.overwrite)
         device = resolve_device(self.device)
         start = time.perf_counter()
-        pipe = FaceLiftPipeline.from_pretrained(self.weights, device=device)
+        pipe = ReconstructorOnly.load(self.weights, device=device)
         load_seconds = time.perf_counter() - start
         resolution = self.resolution or min(512, 2 * pipe.diffusion.image_size)
         settings = ResultSettings(resolution, self.frames, mesh_format=self.mesh_format)
@@ -175,7 +175,8 @@ class ReconstructViewsCommand:
     out: Annotated[Path, tyro.conf.arg(aliases=["-o"])] = Path("outputs/views")
     """Output folder (created; must be empty unless --overwrite)."""
     weights: str = "default"
-    """default, a weights folder, or official:GSLRM_CKPT,DIFFUSION_FOLDER (only the reconstructor is used)."""
+    """default, a weights folder, a bare GS-LRM folder (a training run's final/), the authors' GS-LRM checkpoint
+    alone (ckpt_*.pt) or official:GSLRM_CKPT,DIFFUSION_FOLDER; only the reconstructor is loaded."""
     device: str = "auto"
     """auto, cpu, cuda or cuda:N."""
     refine_steps: int = 50
@@ -197,7 +198,7 @@ class ReconstructViewsCommand:
 
         from facelift.cameras.io import read_opencv_cameras
         from facelift.pipeline.export import ExportSettings, check_output_dir, export_gaussians, staged_output_dir
-        from facelift.pipeline.facelift import FaceLiftPipeline
+        from facelift.pipeline.facelift import ReconstructorOnly
         from facelift.preprocess.image import load_image
         from facelift.utils.io import atomic_write_text
 
@@ -220,7 +221,7 @@ class ReconstructViewsCommand:
             images.append(loaded.rgb * alpha + (1 - alpha))  # on white, as the reconstructor was trained
         device = resolve_device(self.device)
         start = time.perf_counter()
-        pipe = FaceLiftPipeline.from_pretrained(self.weights, device=device)
+        pipe = ReconstructorOnly.load(self.weights, device=device)
         timings = {"load": time.perf_counter() - start}
         start = time.perf_counter()
         # Resized to the reconstructor's view size (cameras rescaled), predicted, pruned, then refined at that size.

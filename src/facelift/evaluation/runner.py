@@ -38,8 +38,7 @@ from facelift.cameras.orbits import facelift_views
 from facelift.evaluation.ablations import ABLATIONS
 from facelift.evaluation.evalset import NUM_FIXED, EvalSet, EvalSubject, resize_views
 from facelift.evaluation.metrics import psnr, ssim
-from facelift.gaussians.ops import PruneSettings
-from facelift.pipeline.facelift import FaceLiftPipeline
+from facelift.pipeline.facelift import FaceLiftPipeline, ReconstructorOnly, is_gslrm_folder
 from facelift.utils.io import atomic_write_text
 
 __all__ = ["EvalSettings", "MetricSuite", "compare_table", "evaluate", "load_results", "paired_differences", "results_markdown", "with_ablation"]
@@ -212,34 +211,11 @@ def _preview(subject: EvalSubject, pred: Tensor, generated: Tensor | None) -> np
     return image_grid(torch.cat(rows), rows=len(rows), pad=1)
 
 
-class ReconstructorOnly:
-    """A bare GS-LRM folder (``config.json`` + ``model.safetensors``, e.g. a training run's ``final``) in the
-    place of a pipeline, for ``--mode reconstructor``."""
-
-    diffusion = None
-    autocast_dtype = None
-    prune_settings = PruneSettings.procedural()  # facelift's trainers learn on the procedural heads' framing
-
-    def __init__(self, folder: str | Path, device: torch.device) -> None:
-        from facelift.models.gslrm.model import GSLRM
-
-        self.device = device
-        self.reconstructor = GSLRM.from_pretrained(folder).to(device).eval()
-
-    reconstruct = FaceLiftPipeline.reconstruct
-    render = FaceLiftPipeline.render
-
-
-def _is_gslrm_folder(weights: str) -> bool:
-    folder = Path(weights)
-    return (folder / "config.json").is_file() and (folder / "model.safetensors").is_file()
-
-
 def _load_pipeline(settings: EvalSettings, device: torch.device):
-    if _is_gslrm_folder(settings.weights):
+    if is_gslrm_folder(settings.weights):
         if settings.mode != "reconstructor":
             raise ValueError(f"{settings.weights} is a GS-LRM folder, not a pipeline: evaluate it with --mode reconstructor")
-        return ReconstructorOnly(settings.weights, device)
+        return ReconstructorOnly.load(settings.weights, device=device)
     pipe = FaceLiftPipeline.from_pretrained(settings.weights, device=device)
     if settings.attention != "trained":
         pipe.diffusion.set_attention(settings.attention)

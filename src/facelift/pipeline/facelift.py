@@ -39,7 +39,7 @@ from facelift.preprocess.image import to_image
 from facelift.rendering.rasterize import rasterize
 from facelift.utils.io import atomic_write_text, staged_output_dir
 
-__all__ = ["DEFAULT_WEIGHTS", "FaceLiftPipeline", "FaceLiftResult", "WeightsSpec", "resolve_weights"]
+__all__ = ["DEFAULT_WEIGHTS", "FaceLiftPipeline", "FaceLiftResult", "ReconstructorOnly", "WeightsSpec", "is_gslrm_folder", "resolve_weights"]
 
 logger = logging.getLogger(__name__)
 
@@ -357,3 +357,53 @@ class FaceLiftPipeline:
             _sync(self.device)
             timings["refinement"] = time.perf_counter() - start
         return FaceLiftResult(pre, views, self.view_names, cameras, gaussians.to("cpu"), timings)
+
+
+class ReconstructorOnly:
+    """The reconstruction half of a pipeline (:meth:`FaceLiftPipeline.reconstruct` and ``render``), for posed views
+    that need no diffusion model (``facelift reconstruct-views``, ``facelift eval --mode reconstructor``).
+
+    :meth:`load` takes a pipeline weights spec (only its ``gslrm/`` and pruning are read; the diffusion model is not
+    loaded), a bare GS-LRM folder (``config.json`` + ``model.safetensors``, e.g. a training run's ``final/``: pruned
+    like facelift's own models) or the authors' GS-LRM checkpoint file alone (``ckpt_*.pt``: the reference rules).
+    """
+
+    diffusion = None
+
+    def __init__(self, reconstructor: GSLRM, *, device: torch.device | str = "cpu", prune_settings: PruneSettings | None = None, autocast_dtype: torch.dtype | None = None) -> None:
+        self.device = torch.device(device)
+        self.reconstructor = reconstructor.to(self.device).eval()
+        self.prune_settings = prune_settings or PruneSettings()
+        self.autocast_dtype = autocast_dtype
+
+    @classmethod
+    def load(cls, spec: str | os.PathLike = "default", *, device: torch.device | str = "cpu") -> ReconstructorOnly:
+        """Load from a weights spec, a bare GS-LRM folder or an official checkpoint file (see the class docstring).
+
+        Raises:
+            FileNotFoundError: nothing loadable at ``spec`` (the message names what is accepted).
+        """
+        device = torch.device(device)
+        path = Path(str(spec)).expanduser()
+        if is_gslrm_folder(path):
+            return cls(GSLRM.from_pretrained(path), device=device, prune_settings=PruneSettings.procedural())
+        autocast = torch.bfloat16 if device.type == "cuda" else None
+        if path.is_file() and path.suffix == ".pt":
+            return cls(GSLRM.from_official_checkpoint(path), device=device, autocast_dtype=autocast)
+        weights = resolve_weights(spec)
+        if weights.kind == "official":
+            return cls(GSLRM.from_official_checkpoint(weights.gslrm_checkpoint), device=device, autocast_dtype=autocast)
+        meta = json.loads((weights.folder / _META).read_text())
+        if meta.get("format") != PIPELINE_FORMAT:
+            raise ValueError(f"{weights.folder}: unsupported weights format {meta.get('format')!r}")
+        reconstructor = GSLRM.from_pretrained(weights.folder / meta.get("gslrm", "gslrm"))
+        return cls(reconstructor, device=device, prune_settings=PruneSettings.from_dict(meta.get("prune", {})))
+
+    reconstruct = FaceLiftPipeline.reconstruct
+    render = FaceLiftPipeline.render
+
+
+def is_gslrm_folder(path: str | os.PathLike) -> bool:
+    """True for a bare GS-LRM folder (``config.json`` + ``model.safetensors``)."""
+    folder = Path(path)
+    return (folder / "config.json").is_file() and (folder / "model.safetensors").is_file()
