@@ -124,7 +124,7 @@ class ReconstructCommand:
             check_output_dir(target, overwrite=self.overwrite)
         device = resolve_device(self.device)
         start = time.perf_counter()
-        pipe = ReconstructorOnly.load(self.weights, device=device)
+        pipe = FaceLiftPipeline.from_pretrained(self.weights, device=device)
         load_seconds = time.perf_counter() - start
         resolution = self.resolution or min(512, 2 * pipe.diffusion.image_size)
         settings = ResultSettings(resolution, self.frames, mesh_format=self.mesh_format)
