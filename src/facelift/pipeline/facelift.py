@@ -95,6 +95,14 @@ def resolve_weights(spec: str | os.PathLike = "default") -> WeightsSpec:
     return WeightsSpec("facelift", folder=folder)
 
 
+def _read_meta(folder: Path) -> dict[str, Any]:
+    """A weights folder's ``facelift_pipeline.json`` (sub-folder names, pruning), its format checked."""
+    meta = json.loads((folder / _META).read_text())
+    if meta.get("format") != PIPELINE_FORMAT:
+        raise ValueError(f"{folder}: unsupported weights format {meta.get('format')!r}")
+    return meta
+
+
 @dataclass
 class FaceLiftResult:
     """Everything one photo produced."""
@@ -173,9 +181,7 @@ class FaceLiftPipeline:
             if device.type == "cuda":
                 kwargs.setdefault("autocast_dtype", torch.bfloat16)
         else:
-            meta = json.loads((weights.folder / _META).read_text())
-            if meta.get("format") != PIPELINE_FORMAT:
-                raise ValueError(f"{weights.folder}: unsupported weights format {meta.get('format')!r}")
+            meta = _read_meta(weights.folder)
             diffusion = MultiViewDiffusion.from_pretrained(weights.folder / meta.get("mvdiffusion", "mvdiffusion"))
             reconstructor = GSLRM.from_pretrained(weights.folder / meta.get("gslrm", "gslrm"))
             kwargs.setdefault("prune_settings", PruneSettings.from_dict(meta.get("prune", {})))
@@ -393,9 +399,7 @@ class ReconstructorOnly:
         weights = resolve_weights(spec)
         if weights.kind == "official":
             return cls(GSLRM.from_official_checkpoint(weights.gslrm_checkpoint), device=device, autocast_dtype=autocast)
-        meta = json.loads((weights.folder / _META).read_text())
-        if meta.get("format") != PIPELINE_FORMAT:
-            raise ValueError(f"{weights.folder}: unsupported weights format {meta.get('format')!r}")
+        meta = _read_meta(weights.folder)
         reconstructor = GSLRM.from_pretrained(weights.folder / meta.get("gslrm", "gslrm"))
         return cls(reconstructor, device=device, prune_settings=PruneSettings.from_dict(meta.get("prune", {})))
 
