@@ -89,6 +89,30 @@ def test_culled_single_subject_equals_general_batched_path():
     _assert_single_equals_batched(a, b, *_rays(300, 7))
 
 
+def test_culling_of_rays_from_shared_origins_equals_general_batched_path():
+    """Runs of rays from one origin (the views of a camera batch) are culled by angle per run; one origin
+    sits inside a primitive's bounding sphere, and the rays graze every primitive's silhouette."""
+    a, b = _random_table(8), _random_table(9, kinds=(Kind.BOX, Kind.CONE, Kind.CYLINDER, Kind.SPHERE))
+    centres, _ = bounding_spheres(a)
+    g = torch.Generator().manual_seed(3)
+    origins = [torch.tensor([0.0, -2.5, 0.3], dtype=torch.float64), torch.tensor([2.0, 1.0, -1.0], dtype=torch.float64), centres[0, 1]]
+    o_runs, d_runs = [], []
+    for origin in origins:
+        target = (torch.rand(400, 3, generator=g, dtype=torch.float64) * 2 - 1) * 0.9
+        o_runs.append(origin.expand(400, 3))
+        d_runs.append(torch.nn.functional.normalize(target - origin, dim=-1) * 1.7)  # not unit: t is in their units
+    o, d = torch.cat(o_runs)[None], torch.cat(d_runs)[None]
+    for table in (a, b):
+        culled = intersect_intervals(table, o, d)
+        general = intersect_intervals(PrimitiveTable.stack([table, table]), o.expand(2, -1, -1), d.expand(2, -1, -1))
+        ahead = general[1][:1] > 0  # intervals entirely behind an origin may be culled (near = 0)
+        assert ahead.any() and torch.equal(torch.isfinite(culled[0]) & ahead, torch.isfinite(general[0][:1]) & ahead)
+        for x, y in zip(culled, general):
+            torch.testing.assert_close(x[ahead], y[:1][ahead], rtol=1e-9, atol=1e-9)
+    hits = cast_rays(a, o, d).hit
+    assert 0.1 < float(hits.double().mean()) < 0.9  # a mix of hits and misses
+
+
 def test_bounding_spheres_contain_primitives():
     table = _random_table(3)
     centres, radii = bounding_spheres(table)

@@ -265,33 +265,52 @@ def bounding_spheres(table: PrimitiveTable) -> tuple[Tensor, Tensor]:
 
 
 def _candidates(table: PrimitiveTable, origins: Tensor, dirs: Tensor, near: float) -> Tensor:
-    """``[R, K]`` True where a ray of subject 0 meets a primitive's bounding sphere beyond ``near``.
+    """``[K, R]`` (primitive-major) True where a ray of subject 0 meets a primitive's bounding sphere beyond
+    ``near``.
 
     With ``b = d.(o - c)``, ``q = |o - c|² - r²`` and ``disc = b² - |d|² q``, a ray meets the sphere iff
     ``disc >= 0``, and its far crossing ``(-b + sqrt(disc)) / |d|²`` lies beyond ``near`` iff
-    ``sqrt(disc) > m = near |d|² + b``, i.e. ``m < 0 or disc > m²``: no square root. When all rays share
-    one origin (a camera's primary rays) the test is angular: a sphere seen at distance ``D`` under the
-    half-angle ``asin(r / D)`` is met by the unit directions within that angle of its centre, one matrix
-    product and a comparison (spheres around the origin are always candidates; the angle is widened by
-    1e-5 relative so that rounding never drops a grazing ray).
+    ``sqrt(disc) > m = near |d|² + b``, i.e. ``m < 0 or disc > m²``: no square root. Rays that share an
+    origin (a camera's primary rays: the rays of one view are one run of equal origins) take an angular
+    test instead (:func:`_angular_candidates`), one matrix product and a comparison per run.
     """
     c, r = bounding_spheres(table)
     c, r = c[0], r[0]
     o, d = origins[0], dirs[0]
-    if bool((o == o[:1]).all()):
-        oc = c - o[0]  # [K, 3]
-        dist = oc.norm(dim=-1)
-        sin_a = (r * (1 + 1e-5) / dist.clamp_min(1e-12)).clamp(max=1)
-        cos_a = torch.where(r > 0, torch.sqrt(1 - sin_a * sin_a), 2.0)  # padding: never
-        w = oc / dist.clamp_min(1e-12)[:, None]
-        u = d * torch.rsqrt((d * d).sum(-1, keepdim=True))
-        return (u @ w.t() >= cos_a) | ((dist <= r * (1 + 1e-5)) & (r > 0))
-    dd = (d * d).sum(-1, keepdim=True)  # [R, 1]
-    b = (o * d).sum(-1, keepdim=True) - d @ c.t()
-    q = (o * o).sum(-1, keepdim=True) - 2 * (o @ c.t()) + ((c * c).sum(-1) - r * r)
+    if len(o) == 0:
+        return torch.zeros(len(r), 0, dtype=torch.bool, device=o.device)
+    # Runs of equal consecutive origins: a few long runs (one per view) use the angular test.
+    new_run = torch.ones(len(o), dtype=torch.bool, device=o.device)
+    new_run[1:] = (o[1:] != o[:-1]).any(-1)
+    starts = torch.nonzero(new_run).flatten()
+    if len(starts) * 256 <= len(o):
+        bounds = starts.tolist() + [len(o)]
+        parts = [_angular_candidates(o[a], d[a:b], c, r) for a, b in zip(bounds[:-1], bounds[1:])]
+        return parts[0] if len(parts) == 1 else torch.cat(parts, 1)
+    dd = (d * d).sum(-1)[None]  # [1, R]
+    b = (o * d).sum(-1)[None] - c @ d.t()  # [K, R]
+    q = (o * o).sum(-1)[None] - 2 * (c @ o.t()) + ((c * c).sum(-1) - r * r)[:, None]
     disc = b * b - dd * q
     m = b + near * dd
-    return (disc >= 0) & ((m < 0) | (disc > m * m)) & (r > 0)
+    return (disc >= 0) & ((m < 0) | (disc > m * m)) & (r > 0)[:, None]
+
+
+def _angular_candidates(origin: Tensor, d: Tensor, c: Tensor, r: Tensor) -> Tensor:
+    """``[K, R]`` bounding-sphere hits of rays ``d [R, 3]`` from one ``origin [3]``.
+
+    A sphere seen at distance ``D`` under the half-angle ``asin(r / D)`` is met by the unit directions
+    within that angle of its centre (spheres around the origin are always candidates; the angle is widened
+    by 1e-5 relative so that rounding never drops a grazing ray). Spheres entirely behind ``near`` are
+    kept: the exact intersection rejects them.
+    """
+    oc = c - origin  # [K, 3]
+    dist = oc.norm(dim=-1)
+    sin_a = (r * (1 + 1e-5) / dist.clamp_min(1e-12)).clamp(max=1)
+    cos_a = torch.sqrt(1 - sin_a * sin_a)
+    cos_a = torch.where(r > 0, torch.where(dist <= r * (1 + 1e-5), -2.0, cos_a), 2.0)  # around the origin: always; padding: never
+    w = oc / dist.clamp_min(1e-12)[:, None]
+    u = d * torch.rsqrt((d * d).sum(-1, keepdim=True))
+    return torch.addmm(-cos_a[:, None], w, u.t()) >= 0  # u.w - cos_a, [K, R]
 
 
 def intersect_intervals(
@@ -308,7 +327,7 @@ def intersect_intervals(
         table: ``[B, K]`` primitives.
         origins, dirs: ``[B, R, 3]`` world rays.
         near: pairs whose bounding sphere lies entirely before ``near`` may be reported as misses.
-        candidates: ``[R, K]`` bounding-sphere hits of a single subject's rays, if already known.
+        candidates: ``[K, R]`` bounding-sphere hits of a single subject's rays, if already known.
 
     Returns:
         ``(t_in, t_out)``, ``[B, R, K]`` each, in the world ray's parameter.
@@ -345,7 +364,7 @@ def _pair_intervals(table: PrimitiveTable, origins: Tensor, dirs: Tensor, candid
     """
     kind = table.kind[0]
     order = torch.argsort(kind, stable=True)
-    pi, ray = torch.nonzero(candidates.t().index_select(0, order), as_tuple=True)
+    pi, ray = torch.nonzero(candidates.index_select(0, order), as_tuple=True)
     prim = order.index_select(0, pi)
     if len(ray) == 0:
         empty = origins.new_empty(0)
@@ -459,27 +478,37 @@ def _cast_candidates(table: PrimitiveTable, origins: Tensor, dirs: Tensor, near:
     t = torch.where((op.index_select(0, prim) == Op.ADD) & (lo > near), lo, _INF)  # [P]
     carved_by = None
     # Carving: a hit inside a subtracting primitive of the same group moves to that primitive's exit, if
-    # the additive primitive still continues there (else the ray passes through). Only the pairs whose
-    # ray meets a subtracting primitive are touched. Two passes let a hit pushed out of one carve into
-    # an overlapping carve listed earlier move on again.
+    # the additive primitive still continues there (else the ray passes through). Only the hits whose ray
+    # meets a subtracting primitive at all are gathered (usually a small fraction), and every carve works
+    # on that short list. Two passes let a hit pushed out of one carve into an overlapping carve listed
+    # earlier move on again.
     subtract = torch.nonzero(op == Op.SUBTRACT).flatten().tolist()
-    for s in subtract + (subtract if len(subtract) > 1 else []):
-        own = torch.nonzero((prim == s) & torch.isfinite(lo)).flatten()
-        if len(own) == 0:
-            continue
-        s_in = torch.full((R,), _INF, dtype=lo.dtype, device=lo.device)
-        s_out = torch.full((R,), -_INF, dtype=lo.dtype, device=lo.device)
-        s_in[ray[own]], s_out[ray[own]] = lo[own], hi[own]
-        sel = torch.nonzero(torch.isfinite(s_in.index_select(0, ray)) & (group.index_select(0, prim) == group[s])).flatten()
-        if len(sel) == 0:
-            continue
-        if carved_by is None:
+    if subtract:
+        sub = torch.nonzero((op.index_select(0, prim) == Op.SUBTRACT) & torch.isfinite(lo)).flatten()
+        s_prim, s_ray, s_lo, s_hi = prim.index_select(0, sub), ray.index_select(0, sub), lo.index_select(0, sub), hi.index_select(0, sub)
+        meets = torch.zeros(R, dtype=torch.bool, device=ray.device)
+        meets[s_ray] = True
+        target = torch.nonzero(meets.index_select(0, ray) & torch.isfinite(t)).flatten()
+        if len(target):
+            tt, tr, t_hi = t.index_select(0, target), ray.index_select(0, target), hi.index_select(0, target)
+            t_group = group.index_select(0, prim.index_select(0, target))
+            by = torch.full_like(target, -1)
+            s_in = torch.full((R,), _INF, dtype=lo.dtype, device=lo.device)
+            s_out = torch.full((R,), -_INF, dtype=lo.dtype, device=lo.device)
+            for s in subtract + (subtract if len(subtract) > 1 else []):
+                own = torch.nonzero(s_prim == s).flatten()
+                if len(own) == 0:
+                    continue
+                rays_s = s_ray.index_select(0, own)
+                s_in[rays_s], s_out[rays_s] = s_lo.index_select(0, own), s_hi.index_select(0, own)
+                a, b = s_in.index_select(0, tr), s_out.index_select(0, tr)
+                inside = (t_group == group[s]) & (tt >= a) & (tt < b)
+                tt = torch.where(inside, torch.where(b <= t_hi, b, _INF), tt)
+                by = by.masked_fill(inside, s)
+                s_in[rays_s], s_out[rays_s] = _INF, -_INF  # reset for the next carve
+            t[target] = tt
             carved_by = torch.full_like(prim, -1)
-        t_sel, r_sel = t.index_select(0, sel), ray.index_select(0, sel)
-        a, b = s_in.index_select(0, r_sel), s_out.index_select(0, r_sel)
-        inside = (t_sel >= a) & (t_sel < b)
-        t[sel] = torch.where(inside, torch.where(b <= hi.index_select(0, sel), b, _INF), t_sel)
-        carved_by[sel] = carved_by.index_select(0, sel).masked_fill(inside, s)
+            carved_by[target] = by
     # Surface masks (hair-lines, cut planes) on the primitives' own (uncarved) surfaces.
     sel = torch.nonzero((mask.index_select(0, prim) != Mask.NONE) & torch.isfinite(t)).flatten()
     if len(sel):

@@ -198,13 +198,14 @@ def _ambient_occlusion(table: PrimitiveTable, b_idx: Tensor, prim: Tensor, p: Te
         sel = torch.nonzero(b_idx == b).flatten()
         cols = torch.nonzero(static[b]).flatten()  # the possible occluders only
         ps, ns, c, r = p[sel], n[sel], centre[b, cols], radius[b, cols]
-        dist2 = (ps * ps).sum(-1, keepdim=True) - 2 * (ps @ c.t()) + (c * c).sum(-1)
-        dist = dist2.clamp_min(1e-12).sqrt()
-        vn = ns @ c.t() - (ps * ns).sum(-1, keepdim=True)
-        inv_d = 1 / dist.clamp_min(1e-6)
-        occ = (vn * inv_d).clamp_min(0) * (r * inv_d).clamp(max=1) ** 2
-        valid = (dist > r) & (cols != prim[sel, None])
-        out[sel] = (1 - 0.6 * torch.where(valid, occ, torch.zeros_like(occ)).sum(-1)).clamp(0.25, 1)
+        # |v|² = |p|² - 2 p.c + |c|² and n.v = n.c - n.p as fused matrix products; outside the occluder
+        # (|v| > r) min(1, r / |v|)² is r² / |v|², so occ = max(0, n.v) r² / |v|³.
+        dist2 = torch.addmm((c * c).sum(-1)[None], ps, c.t(), alpha=-2).add_((ps * ps).sum(-1, keepdim=True))
+        vn = torch.addmm(-(ps * ns).sum(-1, keepdim=True), ns, c.t())
+        valid = (dist2 > r * r) & (cols != prim[sel, None])
+        inv_d = torch.rsqrt(dist2.clamp_min(1e-12))
+        occ = vn.clamp_min_(0).mul_(inv_d.pow(3)).mul_(r * r).masked_fill_(~valid, 0)
+        out[sel] = (1 - 0.6 * occ.sum(-1)).clamp(0.25, 1)
     return out
 
 
