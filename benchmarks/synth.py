@@ -107,6 +107,7 @@ def main() -> None:
     parser.add_argument("--subjects", type=int, default=2)
     parser.add_argument("--views", type=int, default=6)
     parser.add_argument("--supersample", type=int, default=1)
+    parser.add_argument("--chunk-rays", type=int, default=None, help="rays per chunk (default: the renderer's, 65,536 on CPU, 4M on GPU)")
     parser.add_argument("--blender-python", default=None, help="a Python with bpy, for the Cycles comparison")
     parser.add_argument("--cycles-samples", type=int, default=16)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
@@ -115,9 +116,9 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     device = torch.device(args.device)
-    settings = SynthSettings(supersample=args.supersample)
+    settings = SynthSettings(supersample=args.supersample, chunk_rays=args.chunk_rays)
     base = baseline_seconds(device)
-    print(f"device={device} torch={torch.__version__} threads={torch.get_num_threads()} res={args.res} supersample={args.supersample}")
+    print(f"device={device} torch={torch.__version__} threads={torch.get_num_threads()} res={args.res} supersample={args.supersample} chunk_rays={args.chunk_rays or 'default'}")
     print(f"baseline (10x exp-mul-add over 2^24 floats + 2^22 int32 sort): {base:.3f} s")
     results = {"device": str(device), "baseline_s": base, "res": args.res, "facelift": [], "cycles": None}
     for kind in args.kinds.split(","):
