@@ -3,7 +3,8 @@
 # diffusers). Groups (CHECKS, default all, in this order):
 #   pytest-gpu:  the tests marked gpu (gsplat against the portable renderer, diffusion and refinement on CUDA); gsplat compiles
 #                its CUDA code on first use (about 2 minutes), so run this before anything else renders
-#   synth:       synthetic-engine throughput, heads and objects, 16 subjects x 38 views at 256^2
+#   synth:       synthetic-engine throughput, heads and objects, 16 subjects x 38 views at 256^2; and a diffusion
+#                training batch (16 heads x 6 views, 64 px, 2x2 supersampled)
 #   mvdiff:      multi-view diffusion sampling at the official size (random weights, fp16, DDIM-50, DPM-Solver++
 #                15/20/25): eager, channels-last, and torch.compile of the UNet
 #   train-speed: a GS-LRM training step at the official size (512 px, batch 4, gradient checkpointing; without it
@@ -48,6 +49,7 @@ for group in ${CHECKS:-pytest-gpu synth mvdiff train-speed render bench}; do
   synth)
     step "$log" 60 synth-heads python3 benchmarks/synth.py --device cuda --kinds heads --subjects 16 --views 38 --res 256 --repeats 2 --json "$RES/synth_heads.json"
     step "$log" 45 synth-objects python3 benchmarks/synth.py --device cuda --kinds objects --subjects 16 --views 38 --res 256 --repeats 2 --json "$RES/synth_objects.json"
+    step "$log" 45 synth-training-heads python3 benchmarks/synth.py --device cuda --kinds heads --subjects 16 --views 6 --res 64 --supersample 2 --repeats 3 --json "$RES/synth_training_heads.json"
     ;;
   mvdiff)
     step "$log" 90 mvdiff-official-fp16 python3 benchmarks/mvdiff.py --model official --device cuda --dtype fp16 --fast-steps 15 20 25 --repeats 2 --json "$RES/mvdiff_official_fp16.json"
