@@ -5,7 +5,7 @@
 
 STAGE is ``mvdiff`` or ``gslrm-heads``: the recipe's stage config continuing the shipped weights
 (``facelift train all --from-shipped``), with a GPU-sized batch, on-the-fly data rendered by ``--workers`` CPU
-processes, and a time box (``max_minutes``: the cosine schedule is fitted to end when the minutes are up).
+processes (or, with ``--render-on-device``, by the synthetic engine on the GPU itself), and a time box (``max_minutes``: the cosine schedule is fitted to end when the minutes are up).
 ``assemble`` writes both finished stages under ``--out`` as one fp16 pipeline weights folder. Plain argparse:
 the device machine's Python has no tyro.
 """
@@ -34,6 +34,7 @@ def main() -> int:
     parser.add_argument("--lr", type=float, default=None, help="default: the recipe's")
     parser.add_argument("--warmup-steps", type=int, default=50)
     parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument("--render-on-device", action="store_true", help="render the training data on --device in the training process (no workers)")
     parser.add_argument("--supersample", type=int, default=2, help="on-the-fly anti-aliasing (2: as the shipped weights' data)")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--out", type=Path, default=Path("/tmp/runs"))
@@ -46,7 +47,10 @@ def main() -> int:
         print(json.dumps({"assembled": str(args.weights_out), "mib": round(sum(sizes.values()) / 2**20, 1)}))
         return 0
 
-    recipe = RecipeConfig(from_shipped=True, device=args.device, workers=args.workers, out_dir=args.out, progress=False)
+    workers = 0 if args.render_on_device else args.workers
+    recipe = RecipeConfig(
+        from_shipped=True, device=args.device, workers=workers, render_on_device=args.render_on_device, out_dir=args.out, progress=False
+    )
     config = recipe_stage_configs(recipe)[args.stage]
     changes = {
         "batch_size": args.batch_size, "total_steps": 100_000, "warmup_steps": args.warmup_steps, "max_minutes": args.minutes,
@@ -66,7 +70,7 @@ def main() -> int:
     report = {
         "stage": args.stage, "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
         "steps": result.step, "horizon": result.horizon, "batch_size": config.batch_size, "lr": config.lr,
-        "workers": config.workers, "supersample": config.supersample, "minutes_budget": args.minutes, "wall_s": round(time.perf_counter() - start, 1),
+        "workers": config.workers, "render_on_device": args.render_on_device, "supersample": config.supersample, "minutes_budget": args.minutes, "wall_s": round(time.perf_counter() - start, 1),
         "final_loss": result.final_loss, "skipped_steps": result.skipped_steps, "final": str(result.pretrained_dir),
     }  # fmt: skip
     print(json.dumps(report))
