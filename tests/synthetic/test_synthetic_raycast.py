@@ -6,6 +6,7 @@ import torch
 from facelift.synthetic.primitives import Kind, Mask, Op, PrimitiveBuilder, PrimitiveTable
 from facelift.synthetic.raycast import (
     MARCH_STEPS,
+    any_hit,
     bounding_spheres,
     cast_rays,
     implicit_value,
@@ -251,6 +252,20 @@ def test_torus_hole_and_tube_depth():
 
 def test_implicit_culled_path_equals_batched_path():
     _assert_single_equals_batched(_implicit_table(3), _implicit_table(4), *_rays(300, 8))
+
+
+@pytest.mark.parametrize("far", [math.inf, 2.2])
+def test_any_hit_marches_only_unoccluded_rays_and_agrees_with_the_batched_path(far):
+    """Shadow rays: closed-form occluders are tested first and implicit ones marched only for the rest; the
+    answer is the batched path's (every pair marched), for rays starting outside and inside primitives."""
+    table = _implicit_table(4)
+    o, d = _rays(500, 11)
+    o = torch.cat([o, o[:, :100] * 0.1], 1)  # some rays start near the middle, inside primitives
+    d = torch.cat([d, -d[:, :100]], 1)
+    single = any_hit(table, o, d, far=far)
+    batched = any_hit(PrimitiveTable.stack([table, table]), o.expand(2, -1, -1), d.expand(2, -1, -1), far=far)
+    assert torch.equal(single[0], batched[0]) and torch.equal(single[0], batched[1])
+    assert 0.1 < float(single.double().mean()) < 0.95
 
 
 def test_implicit_normals():

@@ -354,9 +354,12 @@ def intersect_intervals(
     return t_in, t_out
 
 
-def _pair_intervals(table: PrimitiveTable, origins: Tensor, dirs: Tensor, candidates: Tensor) -> tuple[Tensor, ...]:
+def _pair_intervals(table: PrimitiveTable, origins: Tensor, dirs: Tensor, candidates: Tensor, march: bool = True) -> tuple[Tensor, ...]:
     """Intervals of the candidate pairs of one subject: ``(ray, prim, t_in, t_out, o_local, d_local)``, flat
     ``[P]`` (``[P, 3]`` for the pairs' rays in their primitive's local frame).
+
+    ``march=False`` leaves implicit shapes (:func:`is_implicit`) at their closed-form bounding intervals,
+    which contain the marched ones (for the caller to march only the pairs it still needs).
 
     Pairs are enumerated primitive by primitive with the primitives sorted by kind, so that each
     primitive's rays are one contiguous slice (local rays: one ``[n, 3] @ [3, 3]`` product per primitive;
@@ -402,7 +405,7 @@ def _pair_intervals(table: PrimitiveTable, origins: Tensor, dirs: Tensor, candid
             lo, hi = routines[kd](o, d)
         else:
             lo, hi = _quadric_interval(k_sel, *_bound_rays(k_sel, sh, o, d))
-        if bool(implicit_cols[p_sel].any()):
+        if march and bool(implicit_cols[p_sel].any()):
             lo, hi = _implicit_intervals(k_sel, sh, o, d, lo, hi)
         lo_parts.append(lo)
         hi_parts.append(hi)
@@ -558,8 +561,19 @@ def any_hit(table: PrimitiveTable, origins: Tensor, dirs: Tensor, near: float = 
     if len(cols) == 0:
         return out
     table = _select_cols(table, cols)
-    ray, _, t_in, *_ = _pair_intervals(table, origins, dirs, _candidates(table, origins, dirs, near))
-    out[0, ray[(t_in > near) & (t_in < far)]] = True
+    # Closed-form shapes first; implicit ones (marched, the expensive part) only on the rays still unoccluded
+    # whose bounding interval reaches into (near, far): the marched interval lies inside the bounding one.
+    ray, prim, t_in, t_out, o_loc, d_loc = _pair_intervals(table, origins, dirs, _candidates(table, origins, dirs, near), march=False)
+    implicit = is_implicit(table.kind[0], table.shape[0]).index_select(0, prim)
+    out[0, ray[~implicit & (t_in > near) & (t_in < far)]] = True
+    pending = torch.nonzero(implicit & ~out[0].index_select(0, ray) & (t_out > near) & (t_in < far)).flatten()
+    if len(pending):
+        p_prim = prim.index_select(0, pending)
+        m_in, _ = _implicit_intervals(
+            table.kind[0].index_select(0, p_prim), table.shape[0].index_select(0, p_prim), o_loc.index_select(0, pending),
+            d_loc.index_select(0, pending), t_in.index_select(0, pending), t_out.index_select(0, pending),
+        )  # fmt: skip
+        out[0, ray.index_select(0, pending)[(m_in > near) & (m_in < far)]] = True
     return out
 
 
