@@ -67,6 +67,15 @@ def test_refinement_is_recorded_and_timed(tmp_path, weights):
     assert not (tmp_path / "bad").exists()
 
 
+def test_photo_fit_is_recorded_and_timed(tmp_path, weights):
+    out = tmp_path / "fitted"
+    assert _run([str(SAMPLE_PHOTO)], out, weights, "--fit-input-steps", "2", "--frames", "0", "--mesh-format", "none") == 0
+    assert json.loads((out / "result.json").read_text())["fit_input_steps"] == 2
+    assert json.loads((out / "timings.json").read_text())["input_fit"] > 0
+    assert _run([str(SAMPLE_PHOTO)], tmp_path / "bad", weights, "--fit-input-steps", "-1") != 0
+    assert not (tmp_path / "bad").exists()
+
+
 def test_batch_continues_past_a_failure_and_exits_non_zero(tmp_path, weights, capsys):
     inputs = tmp_path / "in"
     inputs.mkdir()

@@ -108,6 +108,21 @@ def test_refinement_and_pruning_are_part_of_the_settings(tiny_weights, tmp_path)
         _settings(tiny_weights, refine_steps=-1)
 
 
+def test_photo_fit_in_pipeline_mode_is_part_of_the_settings(tiny_weights, tmp_path):
+    plain = evaluate(_settings(tiny_weights, subjects=1), tmp_path / "plain", progress=False)
+    assert plain["settings"]["fit_input_steps"] == 0  # the tiny weights' own setting, recorded resolved
+    fitted = evaluate(_settings(tiny_weights, subjects=1, fit_input_steps=3), tmp_path / "fitted", progress=False)
+    assert fitted["settings"]["fit_input_steps"] == 3
+    assert fitted["metrics"]["novel"]["psnr"] != plain["metrics"]["novel"]["psnr"]
+    assert fitted["metrics"]["generated"] == plain["metrics"]["generated"]  # the views themselves are untouched
+    with pytest.raises(ValueError, match="fit_input_steps"):  # another setting is not resumed into
+        evaluate(_settings(tiny_weights, subjects=1, fit_input_steps=2), tmp_path / "fitted", progress=False)
+    recon = evaluate(_settings(tiny_weights, mode="reconstructor", subjects=1, fit_input_steps=3), tmp_path / "recon", progress=False)
+    assert recon["settings"]["fit_input_steps"] == 0  # no photo there
+    with pytest.raises(ValueError, match="fit_input_steps"):
+        _settings(tiny_weights, fit_input_steps=-1)
+
+
 def test_eight_view_ablation(tiny_weights, tmp_path):
     from facelift.cameras import EIGHT_VIEW_NAMES
     from facelift.pipeline.facelift import FaceLiftPipeline

@@ -68,6 +68,35 @@ def test_an_eight_view_diffusion_model_runs_end_to_end(tmp_path):
     assert sorted(p.name for p in (out / "views").glob("*.png"))[3] == "003_back_right.png"
 
 
+def test_fitting_the_photo_moves_its_render_toward_it_and_travels_with_the_weights(pipe, tmp_path):
+    import json
+
+    plain = pipe(SAMPLE_PHOTO, seed=0, steps=1)
+    fitted = pipe(SAMPLE_PHOTO, seed=0, steps=1, fit_input=20)
+    assert set(fitted.timings) == {"preprocess", "diffusion", "reconstruction", "input_fit"}
+    camera = facelift_views(fitted.input.azimuth_deg, resolution=32)[:1]
+
+    def error(gaussians) -> float:
+        return (pipe.render(gaussians, camera)[0] - fitted.input.image).abs().mean().item()
+
+    assert error(fitted.gaussians) < 0.9 * error(plain.gaussians), (error(fitted.gaussians), error(plain.gaussians))
+    assert fitted.gaussians.num == plain.gaussians.num
+    # Other cameras of the photo's Gaussians: fit_input resizes the photo to the reconstructor's size.
+    assert pipe.fit_input(plain.gaussians, torch.nn.functional.interpolate(plain.input.image[None], size=48)[0], plain.input.azimuth_deg, 2).num == plain.gaussians.num
+    # The default number of steps is part of the weights (missing: 0, as folders written before it existed).
+    custom = FaceLiftPipeline(pipe.diffusion, pipe.reconstructor, fit_input_steps=3)
+    folder = custom.save_pretrained(tmp_path / "w")
+    loaded = FaceLiftPipeline.from_pretrained(folder)
+    assert loaded.fit_input_steps == 3 and "input_fit" in loaded(SAMPLE_PHOTO, seed=0, steps=1).timings
+    assert "input_fit" not in loaded(SAMPLE_PHOTO, seed=0, steps=1, fit_input=0).timings
+    meta = json.loads((folder / "facelift_pipeline.json").read_text())
+    del meta["fit_input_steps"]
+    (folder / "facelift_pipeline.json").write_text(json.dumps(meta))
+    assert FaceLiftPipeline.from_pretrained(folder).fit_input_steps == 0
+    with pytest.raises(ValueError, match="fit_input_steps"):
+        FaceLiftPipeline(pipe.diffusion, pipe.reconstructor, fit_input_steps=-1)
+
+
 def test_refinement_is_timed_and_keeps_the_gaussians(pipe):
     plain = pipe(SAMPLE_PHOTO, seed=0, steps=1)
     refined = pipe(SAMPLE_PHOTO, seed=0, steps=1, refine=3)

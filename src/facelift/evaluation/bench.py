@@ -2,7 +2,8 @@
 
 Stages, as ``facelift reconstruct`` runs them on one photo: ``preprocess`` (decode, face detection,
 matting, crop), ``diffusion`` (the views), ``reconstruction`` (GS-LRM + pruning), with ``--refine-steps N``
-``refinement`` (test-time refinement, :mod:`facelift.pipeline.refine`), ``rendering`` (the six
+``refinement`` (test-time refinement, :mod:`facelift.pipeline.refine`), ``input_fit`` (fitting the Gaussians
+to the photo, when the weights or ``--fit-input-steps`` ask for it), ``rendering`` (the six
 renders and the turntable frames, video encoding included) and ``export`` (PLY, SPLAT, mesh). Each stage is
 timed over ``repeats`` runs after ``warmup`` runs (CUDA synchronised at stage ends), and the median is
 reported with the minimum and maximum. Peak memory per stage: on CUDA the allocator's peak
@@ -174,10 +175,14 @@ class BenchSettings:
     """On CUDA: fp16 diffusion and bf16 reconstructor autocast (as the official weights run)."""
     refine_steps: int = 0
     """Also time test-time refinement with this many steps (a ``refinement`` stage; 0: not run)."""
+    fit_input_steps: int | None = None
+    """Steps fitting the Gaussians to the photo (an ``input_fit`` stage when > 0; default: the weights' own
+    setting, as ``facelift reconstruct``; random weights: 0)."""
 
     def __post_init__(self) -> None:
-        if self.repeats < 1 or self.warmup < 0 or self.steps < 1 or self.frames < 0 or self.refine_steps < 0:
-            raise ValueError("need repeats >= 1, warmup >= 0, steps >= 1, frames >= 0 and refine_steps >= 0")
+        fit_ok = self.fit_input_steps is None or self.fit_input_steps >= 0
+        if self.repeats < 1 or self.warmup < 0 or self.steps < 1 or self.frames < 0 or self.refine_steps < 0 or not fit_ok:
+            raise ValueError("need repeats >= 1, warmup >= 0, steps >= 1, frames >= 0, refine_steps >= 0 and fit_input_steps >= 0")
 
 
 def _random_pipeline(size: str, device: torch.device, half: bool):
@@ -224,7 +229,9 @@ def run_bench(settings: BenchSettings, device: torch.device, *, pipe=None) -> di
     resolution = settings.resolution or min(512, 2 * pipe.diffusion.image_size)
     result_settings = ResultSettings(resolution, settings.frames, mesh_format=settings.mesh_format)
     meter = StageMeter(device)
-    stage_names = STAGES[:3] + ("refinement",) + STAGES[3:] if settings.refine_steps else STAGES
+    fit_steps = pipe.fit_input_steps if settings.fit_input_steps is None else settings.fit_input_steps
+    extra = (("refinement",) if settings.refine_steps else ()) + (("input_fit",) if fit_steps else ())
+    stage_names = STAGES[:3] + extra + STAGES[3:]
     times: dict[str, list[float]] = {s: [] for s in stage_names}
     num_gaussians = 0
     for run in range(settings.warmup + settings.repeats):
@@ -241,6 +248,9 @@ def run_bench(settings: BenchSettings, device: torch.device, *, pipe=None) -> di
         if settings.refine_steps:
             with meter.stage("refinement"):
                 gaussians = refine_gaussians(gaussians, images.float(), cameras, RefineSettings(steps=settings.refine_steps))
+        if fit_steps:
+            with meter.stage("input_fit"):
+                gaussians = pipe.fit_input(gaussians, pre.image, pre.azimuth_deg, fit_steps)
         result = FaceLiftResult(pre, views.float(), pipe.view_names, pipe.view_cameras(pre.azimuth_deg, views.shape[-1]), gaussians, {})
         with tempfile.TemporaryDirectory() as tmp:
             try:
@@ -258,7 +268,7 @@ def run_bench(settings: BenchSettings, device: torch.device, *, pipe=None) -> di
     return {
         "device": _device_name(device), "torch": torch.__version__, "weights": f"random:{settings.random}" if settings.random else settings.weights,
         "model_resolution": pipe.diffusion.image_size, "render_resolution": resolution, "steps": settings.steps, "solver": settings.solver,
-        "guidance": settings.guidance, "refine_steps": settings.refine_steps, "frames": settings.frames, "crop": settings.crop, "matting": settings.matting, "repeats": settings.repeats, "warmup": settings.warmup,
+        "guidance": settings.guidance, "refine_steps": settings.refine_steps, "fit_input_steps": fit_steps, "frames": settings.frames, "crop": settings.crop, "matting": settings.matting, "repeats": settings.repeats, "warmup": settings.warmup,
         "memory": "CUDA allocator peak" if device.type == "cuda" else "process peak RSS", "load_seconds": round(load_seconds, 2),
         "num_gaussians": num_gaussians, "stages": stages, "total_median_s": total,
         "paper_seconds": PAPER_SECONDS,

@@ -102,6 +102,10 @@ class EvalSettings:
     refine_steps: int = 0
     """Test-time refinement of the Gaussians against the reconstructor's input views (0: none; see
     :func:`facelift.pipeline.refine.refine_gaussians`)."""
+    fit_input_steps: int | None = None
+    """Pipeline mode: steps fitting the Gaussians to the input view at its camera, after any refinement
+    (:meth:`~facelift.pipeline.facelift.FaceLiftPipeline.fit_input`); None: the weights' own setting (recorded
+    resolved). The reconstructor mode has no input photo: always 0 there."""
     worst: int = 4
     """Subjects in worst.png (lowest novel-view PSNR)."""
     device: str = "auto"
@@ -110,6 +114,8 @@ class EvalSettings:
     def __post_init__(self) -> None:
         if self.steps < 1 or self.guidance < 1 or self.worst < 0 or self.num_random < 0 or self.refine_steps < 0:
             raise ValueError("need steps >= 1, guidance >= 1, worst >= 0, num_random >= 0 and refine_steps >= 0")
+        if self.fit_input_steps is not None and self.fit_input_steps < 0:
+            raise ValueError(f"fit_input_steps must be >= 0, got {self.fit_input_steps}")
         if self.resolution is not None and self.resolution < 8:
             raise ValueError(f"resolution must be >= 8, got {self.resolution}")
         if self.views is not None:
@@ -255,6 +261,8 @@ def evaluate_subject(pipe, subject: EvalSubject, settings: EvalSettings, metrics
         images = resize_views(subject.images[list(views)], size)
         cameras = facelift_views(0.0, resolution=size)[torch.tensor(views)]
     gaussians = pipe.reconstruct(images, cameras, refine=settings.refine_steps)
+    if settings.mode == "pipeline" and settings.fit_input_steps:
+        gaussians = pipe.fit_input(gaussians, inp[0], 0.0, settings.fit_input_steps)
     pred = pipe.render(gaussians, subject.cameras).clamp(0, 1)  # [6 + R, 3, H, W]
     res = subject.images.shape[-1]
     groups = {"six": list(range(NUM_FIXED)), "novel": list(range(NUM_FIXED, len(subject.view_names)))}
@@ -334,8 +342,10 @@ def evaluate(settings: EvalSettings, out_dir: str | Path, *, overwrite: bool = F
         check = ABLATIONS[settings.ablation].check
         if check is not None:
             check(pipe)
-    # The views as indices (not "all"), so settings.json and resumption name exactly what ran.
-    settings = replace(settings, views=reconstructor_views(pipe, settings))
+    # The views as indices (not "all") and the input fit as a number, so settings.json and resumption name
+    # exactly what ran.
+    fit = (pipe.fit_input_steps if settings.fit_input_steps is None else settings.fit_input_steps) if settings.mode == "pipeline" else 0
+    settings = replace(settings, views=reconstructor_views(pipe, settings), fit_input_steps=fit)
     resolution = settings.resolution or _model_size(pipe)
     evalset = EvalSet(settings.subjects, settings.num_random, resolution, folder=settings.data)
     metrics = MetricSuite(settings, device)

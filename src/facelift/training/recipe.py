@@ -147,6 +147,11 @@ def recipe_stage_configs(config: RecipeConfig) -> dict[str, Any]:
     return {name: _scaled(cfg, config.steps_scale) for name, cfg in stages.items()}
 
 
+DEFAULT_FIT_INPUT_STEPS = 50
+"""Steps of fitting the Gaussians to the input photo that assembled weights ask for by default
+(:meth:`facelift.pipeline.facelift.FaceLiftPipeline.fit_input`)."""
+
+
 def assemble_weights(mvdiff_folder: Path, gslrm_folder: Path, out: Path, *, limit: int = FILE_LIMIT) -> dict[str, int]:
     """Write the two models as one fp16 pipeline weights folder (atomically); keeps an existing model card.
 
@@ -165,7 +170,10 @@ def assemble_weights(mvdiff_folder: Path, gslrm_folder: Path, out: Path, *, limi
     card = out / "README.md"
     kept = card.read_text() if card.is_file() else None
     pipe = FaceLiftPipeline(
-        MultiViewDiffusion.from_pretrained(mvdiff_folder), GSLRM.from_pretrained(gslrm_folder), prune_settings=PruneSettings.procedural()
+        MultiViewDiffusion.from_pretrained(mvdiff_folder),
+        GSLRM.from_pretrained(gslrm_folder),
+        prune_settings=PruneSettings.procedural(),
+        fit_input_steps=DEFAULT_FIT_INPUT_STEPS,
     )
     pipe.save_pretrained(out, dtype=torch.float16)
     if kept is not None:
