@@ -58,21 +58,15 @@ def test_sample_photo_writes_every_valid_output(tmp_path, weights, capsys):
     assert np.array_equal(np.asarray(Image.open(out / "multiview.png")), np.asarray(Image.open(tmp_path / "again" / "multiview.png")))
 
 
-def test_refinement_is_recorded_and_timed(tmp_path, weights):
+@pytest.mark.parametrize(
+    "flag, recorded, stage", [("--refine-steps", "refine_steps", "refinement"), ("--fit-input-steps", "fit_input_steps", "input_fit")]
+)
+def test_refinement_and_photo_fit_are_recorded_and_timed(tmp_path, weights, flag, recorded, stage):
     out = tmp_path / "refined"
-    assert _run([str(SAMPLE_PHOTO)], out, weights, "--refine-steps", "2", "--frames", "0", "--mesh-format", "none") == 0
-    assert json.loads((out / "result.json").read_text())["refine_steps"] == 2
-    assert json.loads((out / "timings.json").read_text())["refinement"] > 0
-    assert _run([str(SAMPLE_PHOTO)], tmp_path / "bad", weights, "--refine-steps", "-1") != 0
-    assert not (tmp_path / "bad").exists()
-
-
-def test_photo_fit_is_recorded_and_timed(tmp_path, weights):
-    out = tmp_path / "fitted"
-    assert _run([str(SAMPLE_PHOTO)], out, weights, "--fit-input-steps", "2", "--frames", "0", "--mesh-format", "none") == 0
-    assert json.loads((out / "result.json").read_text())["fit_input_steps"] == 2
-    assert json.loads((out / "timings.json").read_text())["input_fit"] > 0
-    assert _run([str(SAMPLE_PHOTO)], tmp_path / "bad", weights, "--fit-input-steps", "-1") != 0
+    assert _run([str(SAMPLE_PHOTO)], out, weights, flag, "2", "--frames", "0", "--mesh-format", "none") == 0
+    assert json.loads((out / "result.json").read_text())[recorded] == 2
+    assert json.loads((out / "timings.json").read_text())[stage] > 0
+    assert _run([str(SAMPLE_PHOTO)], tmp_path / "bad", weights, flag, "-1") != 0
     assert not (tmp_path / "bad").exists()
 
 
