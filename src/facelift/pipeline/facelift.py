@@ -342,8 +342,9 @@ class FaceLiftPipeline:
 
         The photo is the one view the pipeline can trust: the generated views disagree with each other, and
         fitting them too makes novel views worse, while fitting the photo alone sharpens what it shows
-        (bundled weights, 40 held-out heads: +0.64 ± 0.06 dB PSNR and +0.024 SSIM at random novel views
-        with 50 steps; ``docs/evaluation.md``). Gaussians the photo does not see keep their prediction.
+        (the bundled diffusion model with the eighth session's reconstructor, 40 held-out heads: +0.64 ± 0.06
+        dB PSNR and +0.024 SSIM at random novel views with 50 steps; ``docs/evaluation.md``). Gaussians the
+        photo does not see keep their prediction.
 
         Args:
             gaussians: ``[N]`` Gaussians reconstructed around ``azimuth_deg``.
@@ -410,7 +411,7 @@ class FaceLiftPipeline:
             _sync(self.device)
             timings["refinement"] = time.perf_counter() - start
         fit = refine_settings(self.fit_input_steps if fit_input is None else fit_input)
-        if fit is not None:
+        if fit is not None:  # timed only when it runs
             start = time.perf_counter()
             gaussians = self.fit_input(gaussians, pre.image, pre.azimuth_deg, fit)
             _sync(self.device)
