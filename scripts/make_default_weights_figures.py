@@ -65,8 +65,9 @@ def heldout_figure(pipe: FaceLiftPipeline, evalset: EvalSet, subjects: list[int]
     for index in subjects:
         subject = evalset[index]
         inp = resize_views(subject.input_image[None], size)
-        generated = pipe.generate_views(inp, seed=index, steps=20, guidance=3.0, solver="dpmsolver++")[0]
-        gaussians = pipe.fit_input(pipe.reconstruct(*pipe.reconstructor_inputs(inp[0], generated, 0.0)), inp[0], 0.0)  # as a pipeline call
+        samples = pipe.generate_samples(inp, seed=index, steps=20, guidance=3.0, solver="dpmsolver++")[0]
+        generated = samples.mean(0)  # shown: the one sample, or the mean of the weights' num_samples
+        gaussians = pipe.fit_input(pipe.reconstruct(*pipe.reconstructor_inputs(inp[0], samples, 0.0)), inp[0], 0.0)  # as a pipeline call
         six = torch.ones(NUM_FIXED, 3, TILE, TILE)
         six[list(pipe.diffusion.generated_views)] = _tile(generated)
         tiles += [_tile(subject.input_image[None]), six, blank, _tile(subject.images[:NUM_FIXED]), _turntable(pipe, gaussians)]

@@ -59,9 +59,10 @@ def test_sample_photo_writes_every_valid_output(tmp_path, weights, capsys):
 
 
 @pytest.mark.parametrize(
-    "flag, recorded, stage", [("--refine-steps", "refine_steps", "refinement"), ("--fit-input-steps", "fit_input_steps", "input_fit")]
+    "flag, recorded, stage",
+    [("--refine-steps", "refine_steps", "refinement"), ("--fit-input-steps", "fit_input_steps", "input_fit"), ("--num-samples", "num_samples", "diffusion")],
 )
-def test_refinement_and_photo_fit_are_recorded_and_timed(tmp_path, weights, flag, recorded, stage):
+def test_refinement_photo_fit_and_sample_count_are_recorded_and_timed(tmp_path, weights, flag, recorded, stage):
     out = tmp_path / "refined"
     assert _run([str(SAMPLE_PHOTO)], out, weights, flag, "2", "--frames", "0", "--mesh-format", "none") == 0
     assert json.loads((out / "result.json").read_text())[recorded] == 2

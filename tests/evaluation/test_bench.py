@@ -61,7 +61,7 @@ def test_bench_cli_writes_json(tmp_path, capsys):
     assert "| reconstruction |" in capsys.readouterr().out
     assert set(json.loads(out.read_text())["stages"]) == set(STAGES)
     assert main(["bench", "--random", "tiny", "--repeats", "1", "--warmup", "0", "--steps", "1", "--frames", "0",
-                 "--mesh-format", "none", "--device", "cpu", "--refine-steps", "2", "--json-out", str(out)]) == 0  # fmt: skip
+                 "--mesh-format", "none", "--device", "cpu", "--refine-steps", "2", "--num-samples", "2", "--json-out", str(out)]) == 0  # fmt: skip
     report = json.loads(out.read_text())
     assert list(report["stages"])[3] == "refinement" and report["stages"]["refinement"]["median_s"] > 0
-    assert report["refine_steps"] == 2 and "| all 6 stages |" in capsys.readouterr().out
+    assert report["refine_steps"] == 2 and report["num_samples"] == 2 and "| all 6 stages |" in capsys.readouterr().out

@@ -123,6 +123,26 @@ def test_photo_fit_in_pipeline_mode_is_part_of_the_settings(tiny_weights, tmp_pa
         _settings(tiny_weights, fit_input_steps=-1)
 
 
+def test_averaged_samples_in_pipeline_mode_are_part_of_the_settings(tiny_weights, tmp_path):
+    import json
+
+    plain = evaluate(_settings(tiny_weights, subjects=1), tmp_path / "plain", progress=False)
+    assert plain["settings"]["num_samples"] == 1  # the tiny weights' own setting, recorded resolved
+    # A folder written before the setting existed (no key) ran one sample and resumes as such.
+    path = tmp_path / "plain" / "settings.json"
+    path.write_text(json.dumps({k: v for k, v in json.loads(path.read_text()).items() if k != "num_samples"}))
+    assert evaluate(_settings(tiny_weights, subjects=1), tmp_path / "plain", progress=False)["metrics"] == plain["metrics"]
+    mean = evaluate(_settings(tiny_weights, subjects=1, num_samples=2), tmp_path / "mean", progress=False)
+    assert mean["settings"]["num_samples"] == 2 and "mean of 2 samples" in (tmp_path / "mean" / "results.md").read_text()
+    assert mean["metrics"]["generated"]["psnr"] != plain["metrics"]["generated"]["psnr"]
+    with pytest.raises(ValueError, match="num_samples"):  # another count is not resumed into
+        evaluate(_settings(tiny_weights, subjects=1, num_samples=3), tmp_path / "mean", progress=False)
+    recon = evaluate(_settings(tiny_weights, mode="reconstructor", subjects=1, num_samples=2), tmp_path / "recon", progress=False)
+    assert recon["settings"]["num_samples"] == 1  # no diffusion there
+    with pytest.raises(ValueError, match="num_samples"):
+        _settings(tiny_weights, num_samples=0)
+
+
 def test_eight_view_ablation(tiny_weights, tmp_path):
     from facelift.cameras import EIGHT_VIEW_NAMES
     from facelift.pipeline.facelift import FaceLiftPipeline

@@ -292,9 +292,36 @@ def test_prune_settings_apply_their_rules_and_round_trip_json():
     procedural = PruneSettings.procedural()
     assert procedural.crop_box is None
     assert procedural.apply(g).num == int(reference_prune_mask(g, crop_box=None).sum())
-    for settings in (PruneSettings(), procedural, PruneSettings(opacity_threshold=0.2, floater_threshold=None)):
-        assert PruneSettings.from_dict(json.loads(json.dumps(settings.to_dict()))) == settings
+    for prune in (PruneSettings(), procedural, PruneSettings(opacity_threshold=0.2, floater_threshold=None)):
+        assert PruneSettings.from_dict(json.loads(json.dumps(prune.to_dict()))) == prune
     with pytest.raises(ValueError, match="crop_box"):
         PruneSettings(crop_box=(0.0, 1.0))
     with pytest.raises(ValueError, match="unknown pruning settings"):
         PruneSettings.from_dict({"box": None})
+
+
+def test_average_corresponding_means_each_parameter_and_treats_q_and_minus_q_alike(make_gaussians):
+    from facelift.cameras.conventions import normalize_quat
+    from facelift.gaussians import average_corresponding
+
+    g = make_gaussians(n=32, degree=1, batch=(2,), seed=3)
+    avg = average_corresponding(g)
+    assert tuple(avg.shape) == (32,) and avg.sh.shape == (32, 4, 3)
+    torch.testing.assert_close(avg.means, (g.means[0] + g.means[1]) / 2)
+    torch.testing.assert_close(avg.opacities, (g.opacities[0] + g.opacities[1]) / 2)
+    torch.testing.assert_close(avg.sh, (g.sh[0] + g.sh[1]) / 2)
+    torch.testing.assert_close(avg.scales, (g.scales[0] * g.scales[1]).sqrt())  # geometric mean
+    # A set averaged with itself is itself (rotations normalised); flipping one set's quaternions (the same
+    # rotations) changes nothing.
+    same = average_corresponding(Gaussians.cat([g[:1], g[:1]], dim=0))
+    torch.testing.assert_close(same.quats, normalize_quat(g.quats[0]))
+    torch.testing.assert_close(same.scales, g.scales[0])
+    flipped = Gaussians(g.means, torch.stack([g.quats[0], -g.quats[1]]), g.scales, g.opacities, g.sh)
+    torch.testing.assert_close(quat_to_rotmat(average_corresponding(flipped).quats), quat_to_rotmat(avg.quats))
+    # Along another batch axis: [3, 2, N] -> [3, N].
+    many = make_gaussians(n=8, batch=(3, 2), seed=4)
+    torch.testing.assert_close(average_corresponding(many, dim=1).means, many.means.mean(1))
+    with pytest.raises(ValueError, match="batch axis"):
+        average_corresponding(make_gaussians(n=8))
+    with pytest.raises(ValueError, match="not a batch axis"):
+        average_corresponding(many, dim=2)

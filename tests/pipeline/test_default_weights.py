@@ -32,7 +32,7 @@ def reference_outputs() -> dict[str, torch.Tensor]:
         denoised = pipe.diffusion(noisy, torch.tensor([500]), cond, cond_images=image)
         views = torch.rand(6, 3, size, size, generator=g)
         gaussians = pipe.reconstruct(views, facelift_views(resolution=size), prune=False)
-    sample = pipe.generate_views(image, seed=0, steps=2, solver="dpmsolver++")
+    sample = pipe.generate_views(image, seed=0, steps=2, solver="dpmsolver++", num_samples=1)
     return {
         "denoiser": denoised[0, :, :, :4, :4].contiguous(),
         "means": gaussians.means[:256].contiguous(),
@@ -55,6 +55,12 @@ def test_default_weights_prune_without_the_reference_crop_box():
     from facelift.gaussians import PruneSettings
 
     assert FaceLiftPipeline.from_pretrained().prune_settings == PruneSettings.procedural()
+
+
+def test_default_weights_ask_for_the_photo_fit_and_two_averaged_samples():
+    # Both measured on the 40 held-out heads (model card): photo fit +0.64 dB, two samples averaged +0.3 dB.
+    pipe = FaceLiftPipeline.from_pretrained()
+    assert (pipe.fit_input_steps, pipe.num_samples) == (50, 2)
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +105,7 @@ def test_fitting_the_photo_helps_the_bundled_pipeline_on_a_held_out_head(held_ou
     subject, pipe = held_out_head, default_pipe
     assert pipe.fit_input_steps == 50
     photo = subject.input_image
-    views = pipe.generate_views(photo[None], seed=1, steps=10, solver="dpmsolver++")[0]
+    views = pipe.generate_views(photo[None], seed=1, steps=10, solver="dpmsolver++", num_samples=1)[0]
     images, cameras = pipe.reconstructor_inputs(photo, views, 0.0)
     plain = pipe.reconstruct(images, cameras)
     fitted = pipe.fit_input(plain, photo, 0.0)

@@ -97,6 +97,54 @@ def test_fitting_the_photo_moves_its_render_toward_it_and_travels_with_the_weigh
         FaceLiftPipeline(pipe.diffusion, pipe.reconstructor, fit_input_steps=-1)
 
 
+def test_averaging_samples_is_the_mean_of_seeded_samples_and_travels_with_the_weights(pipe, tmp_path):
+    import json
+
+    from facelift.pipeline.facelift import sample_seed
+
+    images = torch.rand(2, 3, 32, 32)
+    one = pipe.generate_views(images, seed=[3, 4], steps=2, num_samples=1)
+    mean = pipe.generate_views(images, seed=[3, 4], steps=2, num_samples=3)
+    # Sample k of a subject is the single sample of seed sample_seed(seed, k); sample 0 is the plain result.
+    assert sample_seed(3, 0) == 3 and len({sample_seed(s, k) for s in (3, 4) for k in range(3)}) == 6
+    extra = [pipe.generate_views(images, seed=[sample_seed(3, k), sample_seed(4, k)], steps=2) for k in (1, 2)]
+    torch.testing.assert_close(mean, (one + extra[0] + extra[1]) / 3, atol=1e-5, rtol=0)
+    assert (extra[0] - one).abs().mean() > 1e-3  # the samples differ, so the mean is not one of them
+    # The reconstructor runs on each sample and their pixel-aligned Gaussians are averaged one to one.
+    samples = pipe.generate_samples(images, seed=[3, 4], steps=2, num_samples=3)
+    assert samples.shape == (2, 3, 6, 3, 32, 32)
+    torch.testing.assert_close(samples.mean(1), mean)
+    inputs, cams = pipe.reconstructor_inputs(images[0], samples[0], 0.0, select=(0, 2, 3, 4))
+    assert inputs.shape == (3, 4, 3, 32, 32) and tuple(cams.batch_shape) == (4,)
+    averaged = pipe.reconstruct(inputs, cams, prune=False)
+    each = [pipe.reconstruct(inputs[k], cams, prune=False) for k in range(3)]
+    assert averaged.num == each[0].num
+    torch.testing.assert_close(averaged.means, sum(g.means for g in each) / 3, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(averaged.opacities, sum(g.opacities for g in each) / 3, atol=1e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match="one camera per image"):
+        pipe.reconstruct(inputs, cams[:3])
+    # The pipeline's own count is a weights setting (missing: 1); a call can override it.
+    custom = FaceLiftPipeline(pipe.diffusion, pipe.reconstructor, num_samples=2)
+    folder = custom.save_pretrained(tmp_path / "w")
+    loaded = FaceLiftPipeline.from_pretrained(folder)
+    assert loaded.num_samples == 2
+    two = loaded(SAMPLE_PHOTO, seed=0, steps=1)
+    single = loaded(SAMPLE_PHOTO, seed=0, steps=1, num_samples=1)
+    torch.testing.assert_close(single.views, pipe(SAMPLE_PHOTO, seed=0, steps=1).views)
+    assert not torch.allclose(two.views, single.views)
+    meta = json.loads((folder / "facelift_pipeline.json").read_text())
+    del meta["num_samples"]
+    (folder / "facelift_pipeline.json").write_text(json.dumps(meta))
+    assert FaceLiftPipeline.from_pretrained(folder).num_samples == 1
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="num_samples"):
+            FaceLiftPipeline(pipe.diffusion, pipe.reconstructor, num_samples=bad)
+    with pytest.raises(ValueError, match="num_samples"):
+        pipe.generate_views(images, seed=0, steps=1, num_samples=0)
+    with pytest.raises(ValueError, match="2 seeds for 1 images"):
+        pipe.generate_views(images[:1], seed=[1, 2], steps=1)
+
+
 def test_refinement_is_timed_and_keeps_the_gaussians(pipe):
     plain = pipe(SAMPLE_PHOTO, seed=0, steps=1)
     refined = pipe(SAMPLE_PHOTO, seed=0, steps=1, refine=3)

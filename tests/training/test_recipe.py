@@ -15,6 +15,8 @@ from facelift.models.gslrm import GSLRM
 from facelift.models.mvdiffusion import MultiViewDiffusion
 from facelift.pipeline.facelift import DEFAULT_WEIGHTS, FaceLiftPipeline
 from facelift.training.recipe import (
+    DEFAULT_FIT_INPUT_STEPS,
+    DEFAULT_NUM_SAMPLES,
     RECIPE_STAGES,
     RecipeConfig,
     assemble_weights,
@@ -90,7 +92,10 @@ def test_assemble_refuses_oversized_files(tiny_recipe, tmp_path):
     with pytest.raises(ValueError, match="over"):
         assemble_weights(tiny_recipe / "mvdiff" / "final", tiny_recipe / "gslrm-heads" / "final", tmp_path / "w", limit=10_000)
     # The folder is still written, for inspection, and prunes like the bundled weights (no reference crop box).
-    assert json.loads((tmp_path / "w" / "facelift_pipeline.json").read_text())["prune"]["crop_box"] is None
+    meta = json.loads((tmp_path / "w" / "facelift_pipeline.json").read_text())
+    assert meta["prune"]["crop_box"] is None
+    # ... and asks for the bundled weights' photo fit and sample averaging.
+    assert (meta["fit_input_steps"], meta["num_samples"]) == (DEFAULT_FIT_INPUT_STEPS, DEFAULT_NUM_SAMPLES)
 
 
 def test_bad_recipe_arguments_are_clear_errors(tmp_path, capsys):

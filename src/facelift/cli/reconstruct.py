@@ -88,6 +88,9 @@ class ReconstructCommand:
     fit_input_steps: int | None = None
     """Then fit the Gaussians to the photo itself, at its camera, for this many steps (0: none; default: the
     weights' own setting, 50 for the bundled weights, about 4 s on one CPU thread)."""
+    num_samples: int | None = None
+    """Diffusion samples per photo (seeds derived from --seed), each reconstructed and the Gaussians averaged;
+    each costs one more diffusion run (default: the weights' own setting, 2 for the bundled weights)."""
     crop: bool = True
     """Detect the face and centre it like the reference (--no-crop for already-prepared inputs)."""
     matting: bool = True
@@ -118,8 +121,12 @@ class ReconstructCommand:
         from facelift.pipeline.facelift import FaceLiftPipeline
 
         fit_ok = self.fit_input_steps is None or self.fit_input_steps >= 0
-        if self.steps < 1 or self.guidance < 1 or self.refine_steps < 0 or not fit_ok or (self.resolution is not None and self.resolution < 8):
-            raise ValueError("need --steps >= 1, --guidance >= 1, --refine-steps >= 0, --fit-input-steps >= 0 and --resolution >= 8")
+        samples_ok = self.num_samples is None or self.num_samples >= 1
+        resolution_ok = self.resolution is None or self.resolution >= 8
+        if self.steps < 1 or self.guidance < 1 or self.refine_steps < 0 or not (fit_ok and samples_ok and resolution_ok):
+            raise ValueError(
+                "need --steps >= 1, --guidance >= 1, --refine-steps >= 0, --fit-input-steps >= 0, --num-samples >= 1 and --resolution >= 8"
+            )
         inputs = expand_inputs(self.inputs) + ([SAMPLE_PHOTO] if self.sample else [])
         if not inputs:
             raise ValueError(f"no images found in {' '.join(self.inputs)}" if self.inputs else "give one or more images (or --sample)")
@@ -131,6 +138,7 @@ class ReconstructCommand:
         pipe = FaceLiftPipeline.from_pretrained(self.weights, device=device)
         load_seconds = time.perf_counter() - start
         fit_steps = pipe.fit_input_steps if self.fit_input_steps is None else self.fit_input_steps
+        num_samples = pipe.num_samples if self.num_samples is None else self.num_samples
         resolution = self.resolution or min(512, 2 * pipe.diffusion.image_size)
         settings = ResultSettings(resolution, self.frames, mesh_format=self.mesh_format)
         failures: list[tuple[Path, str]] = []
@@ -143,12 +151,12 @@ class ReconstructCommand:
             try:
                 result = pipe(
                     path, seed=self.seed, steps=self.steps, guidance=self.guidance, solver=self.solver, refine=self.refine_steps,
-                    fit_input=fit_steps, crop=self.crop, matting=self.matting, estimate_yaw=self.yaw,
+                    fit_input=fit_steps, num_samples=num_samples, crop=self.crop, matting=self.matting, estimate_yaw=self.yaw,
                 )  # fmt: skip
                 info = {
                     "source": str(path), "weights": self.weights, "seed": self.seed, "steps": self.steps,
                     "guidance": self.guidance, "solver": self.solver, "refine_steps": self.refine_steps,
-                    "fit_input_steps": fit_steps, "device": str(device),
+                    "fit_input_steps": fit_steps, "num_samples": num_samples, "device": str(device),
                 }  # fmt: skip
                 with staged_output_dir(target, overwrite=self.overwrite) as staging:
                     summary = export_result(staging, result, settings, info=info)

@@ -60,11 +60,14 @@ def build_demo(settings: DemoSettings, pipeline=None):
     lock = threading.Lock()
     finished: list[Path] = []
 
-    def run(photo: str | None, seed: float, steps: float, guidance: float, solver: str, refine: float, fit: float):
+    def run(photo: str | None, seed: float, steps: float, guidance: float, solver: str, refine: float, fit: float, samples: float):
         if not photo:
             raise gr.Error("Upload a photo first.")
         try:
-            result = pipeline(photo, seed=int(seed), steps=int(steps), guidance=float(guidance), solver=solver, refine=int(refine), fit_input=int(fit))
+            result = pipeline(
+                photo, seed=int(seed), steps=int(steps), guidance=float(guidance), solver=solver, refine=int(refine),
+                fit_input=int(fit), num_samples=int(samples),
+            )  # fmt: skip
             out = Path(tempfile.mkdtemp(prefix="result-", dir=workdir))
             summary = export_result(out, result, ResultSettings(settings.resolution, settings.frames), info={"seed": int(seed)})
         except (ValueError, OSError, RuntimeError) as err:
@@ -91,6 +94,7 @@ def build_demo(settings: DemoSettings, pipeline=None):
                 solver = gr.Radio(["ddim", "dpmsolver++"], value="ddim", label="Solver")
                 refine = gr.Slider(0, 200, value=0, step=10, label="Refinement steps (fit the Gaussians to the views)")
                 fit = gr.Slider(0, 200, value=pipeline.fit_input_steps, step=10, label="Photo-fit steps (fit the Gaussians to the photo)")
+                samples = gr.Slider(1, 8, value=pipeline.num_samples, step=1, label="Diffusion samples (Gaussians averaged; each one more diffusion run)")
                 button = gr.Button("Generate", variant="primary", elem_id="generate")
             with gr.Column(scale=2):
                 status = gr.Textbox(label="Status", interactive=False, elem_id="status")
@@ -100,7 +104,7 @@ def build_demo(settings: DemoSettings, pipeline=None):
                 model3d = gr.Model3D(label="3D Gaussians (drag to rotate)", elem_id="model3d", height=420)
                 video = gr.Video(label="Turntable", interactive=False, elem_id="turntable", height=320)
                 files = gr.File(label="Downloads (PLY, SPLAT, mesh, MP4)", file_count="multiple", elem_id="downloads")
-        button.click(run, [photo, seed, steps, guidance, solver, refine, fit], [pre, views, model3d, video, files, status], concurrency_limit=1)
+        button.click(run, [photo, seed, steps, guidance, solver, refine, fit, samples], [pre, views, model3d, video, files, status], concurrency_limit=1)
     demo.queue(max_size=settings.max_queue, default_concurrency_limit=1)
     return demo
 

@@ -178,11 +178,15 @@ class BenchSettings:
     fit_input_steps: int | None = None
     """Steps fitting the Gaussians to the photo (an ``input_fit`` stage when > 0; default: the weights' own
     setting, as ``facelift reconstruct``; random weights: 0)."""
+    num_samples: int | None = None
+    """Diffusion samples per photo (drawn in the ``diffusion`` stage, each reconstructed and averaged in the
+    ``reconstruction`` stage; default: the weights' own setting, as ``facelift reconstruct``; random weights: 1)."""
 
     def __post_init__(self) -> None:
         fit_ok = self.fit_input_steps is None or self.fit_input_steps >= 0
-        if self.repeats < 1 or self.warmup < 0 or self.steps < 1 or self.frames < 0 or self.refine_steps < 0 or not fit_ok:
-            raise ValueError("need repeats >= 1, warmup >= 0, steps >= 1, frames >= 0, refine_steps >= 0 and fit_input_steps >= 0")
+        samples_ok = self.num_samples is None or self.num_samples >= 1
+        if self.repeats < 1 or self.warmup < 0 or self.steps < 1 or self.frames < 0 or self.refine_steps < 0 or not fit_ok or not samples_ok:
+            raise ValueError("need repeats >= 1, warmup >= 0, steps >= 1, frames >= 0, refine_steps >= 0, fit_input_steps >= 0 and num_samples >= 1")
 
 
 def _random_pipeline(size: str, device: torch.device, half: bool):
@@ -230,6 +234,7 @@ def run_bench(settings: BenchSettings, device: torch.device, *, pipe=None) -> di
     result_settings = ResultSettings(resolution, settings.frames, mesh_format=settings.mesh_format)
     meter = StageMeter(device)
     fit_steps = pipe.fit_input_steps if settings.fit_input_steps is None else settings.fit_input_steps
+    num_samples = pipe.num_samples if settings.num_samples is None else settings.num_samples
     extra = (("refinement",) if settings.refine_steps else ()) + (("input_fit",) if fit_steps else ())
     stage_names = STAGES[:3] + extra + STAGES[3:]
     times: dict[str, list[float]] = {s: [] for s in stage_names}
@@ -238,16 +243,19 @@ def run_bench(settings: BenchSettings, device: torch.device, *, pipe=None) -> di
         with meter.stage("preprocess"):
             pre = pipe.preprocess(photo, crop=settings.crop, matting=settings.matting, estimate_yaw=settings.crop)
         with meter.stage("diffusion"):
-            views = pipe.generate_views(pre.image[None], seed=run, steps=settings.steps, guidance=settings.guidance, solver=settings.solver)[0]
+            samples = pipe.generate_samples(
+                pre.image[None], seed=run, steps=settings.steps, guidance=settings.guidance, solver=settings.solver, num_samples=num_samples
+            )[0]
+            views = samples.mean(0)
         with meter.stage("reconstruction"):
-            images, cameras = pipe.reconstructor_inputs(pre.image.to(views.dtype), views, pre.azimuth_deg)
+            images, cameras = pipe.reconstructor_inputs(pre.image.to(views.dtype), samples, pre.azimuth_deg)
             gaussians = pipe.reconstruct(images.float(), cameras)
             if settings.random is not None:  # untrained scales: a trained model's pixel-sized Gaussians instead
                 gaussians = dataclasses.replace(gaussians, scales=gaussians.scales.clamp(max=2.0 / pipe.diffusion.image_size))
         num_gaussians = gaussians.num
         if settings.refine_steps:
             with meter.stage("refinement"):
-                gaussians = refine_gaussians(gaussians, images.float(), cameras, RefineSettings(steps=settings.refine_steps))
+                gaussians = refine_gaussians(gaussians, images.mean(0).float(), cameras, RefineSettings(steps=settings.refine_steps))
         if fit_steps:
             with meter.stage("input_fit"):
                 gaussians = pipe.fit_input(gaussians, pre.image, pre.azimuth_deg, fit_steps)
@@ -268,7 +276,7 @@ def run_bench(settings: BenchSettings, device: torch.device, *, pipe=None) -> di
     return {
         "device": _device_name(device), "torch": torch.__version__, "weights": f"random:{settings.random}" if settings.random else settings.weights,
         "model_resolution": pipe.diffusion.image_size, "render_resolution": resolution, "steps": settings.steps, "solver": settings.solver,
-        "guidance": settings.guidance, "refine_steps": settings.refine_steps, "fit_input_steps": fit_steps, "frames": settings.frames, "crop": settings.crop, "matting": settings.matting, "repeats": settings.repeats, "warmup": settings.warmup,
+        "guidance": settings.guidance, "refine_steps": settings.refine_steps, "fit_input_steps": fit_steps, "num_samples": num_samples, "frames": settings.frames, "crop": settings.crop, "matting": settings.matting, "repeats": settings.repeats, "warmup": settings.warmup,
         "memory": "CUDA allocator peak" if device.type == "cuda" else "process peak RSS", "load_seconds": round(load_seconds, 2),
         "num_gaussians": num_gaussians, "stages": stages, "total_median_s": total,
         "paper_seconds": PAPER_SECONDS,

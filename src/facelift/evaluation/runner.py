@@ -106,6 +106,11 @@ class EvalSettings:
     """Pipeline mode: steps fitting the Gaussians to the input view at its camera, after any refinement
     (:meth:`~facelift.pipeline.facelift.FaceLiftPipeline.fit_input`); None: the weights' own setting (recorded
     resolved). The reconstructor mode has no input photo: always 0 there."""
+    num_samples: int | None = None
+    """Pipeline mode: diffusion samples per subject, reconstructed each and their Gaussians averaged
+    (:meth:`~facelift.pipeline.facelift.FaceLiftPipeline.reconstruct`; the "generated views" row scores the
+    samples' pixel-wise mean); None: the weights' own setting (recorded resolved). Always 1 in the reconstructor
+    mode."""
     worst: int = 4
     """Subjects in worst.png (lowest novel-view PSNR)."""
     device: str = "auto"
@@ -116,6 +121,8 @@ class EvalSettings:
             raise ValueError("need steps >= 1, guidance >= 1, worst >= 0, num_random >= 0 and refine_steps >= 0")
         if self.fit_input_steps is not None and self.fit_input_steps < 0:
             raise ValueError(f"fit_input_steps must be >= 0, got {self.fit_input_steps}")
+        if self.num_samples is not None and self.num_samples < 1:
+            raise ValueError(f"num_samples must be >= 1, got {self.num_samples}")
         if self.resolution is not None and self.resolution < 8:
             raise ValueError(f"resolution must be >= 8, got {self.resolution}")
         if self.views is not None:
@@ -255,8 +262,11 @@ def evaluate_subject(pipe, subject: EvalSubject, settings: EvalSettings, metrics
     views = reconstructor_views(pipe, settings)
     if settings.mode == "pipeline":
         inp = resize_views(subject.input_image[None], size)
-        generated = pipe.generate_views(inp, seed=settings.seed + subject.index, steps=settings.steps, guidance=settings.guidance, solver=settings.solver)[0]
-        images, cameras = pipe.reconstructor_inputs(inp[0], generated, 0.0, select=views)
+        samples = pipe.generate_samples(
+            inp, seed=settings.seed + subject.index, steps=settings.steps, guidance=settings.guidance, solver=settings.solver, num_samples=settings.num_samples
+        )[0]
+        generated = samples.mean(0)  # scored as the views: one sample, or the mean of several
+        images, cameras = pipe.reconstructor_inputs(inp[0], samples, 0.0, select=views)  # Gaussians averaged over samples
     else:
         images = resize_views(subject.images[list(views)], size)
         cameras = facelift_views(0.0, resolution=size)[torch.tensor(views)]
@@ -305,6 +315,7 @@ def _check_resume(out: Path, settings: EvalSettings, overwrite: bool, prune: dic
     current = {k: v for k, v in record.items() if k not in _RESUME_IGNORES}
     if path.is_file() and not overwrite:
         before = {k: v for k, v in json.loads(path.read_text()).items() if k not in _RESUME_IGNORES}
+        before.setdefault("num_samples", 1)  # folders written before the setting existed ran one sample
         if before != current:
             diff = sorted(k for k in set(before) | set(current) if before.get(k) != current.get(k))
             raise ValueError(f"{out} holds results of other settings ({', '.join(diff)} differ): use another folder or --overwrite")
@@ -342,10 +353,12 @@ def evaluate(settings: EvalSettings, out_dir: str | Path, *, overwrite: bool = F
         check = ABLATIONS[settings.ablation].check
         if check is not None:
             check(pipe)
-    # The views as indices (not "all") and the input fit as a number, so settings.json and resumption name
-    # exactly what ran.
-    fit = (pipe.fit_input_steps if settings.fit_input_steps is None else settings.fit_input_steps) if settings.mode == "pipeline" else 0
-    settings = replace(settings, views=reconstructor_views(pipe, settings), fit_input_steps=fit)
+    # The views as indices (not "all"), the input fit and the sample count as numbers, so settings.json and
+    # resumption name exactly what ran.
+    pipeline = settings.mode == "pipeline"
+    fit = (pipe.fit_input_steps if settings.fit_input_steps is None else settings.fit_input_steps) if pipeline else 0
+    samples = (pipe.num_samples if settings.num_samples is None else settings.num_samples) if pipeline else 1
+    settings = replace(settings, views=reconstructor_views(pipe, settings), fit_input_steps=fit, num_samples=samples)
     resolution = settings.resolution or _model_size(pipe)
     evalset = EvalSet(settings.subjects, settings.num_random, resolution, folder=settings.data)
     metrics = MetricSuite(settings, device)
@@ -417,7 +430,9 @@ def results_markdown(results: dict[str, Any]) -> str:
         f"# facelift eval: {results['label']}",
         "",
         f"- weights `{s['weights']}`, mode `{s['mode']}`, reconstructor views {results['reconstructor_views']}, "
-        f"attention `{s['attention']}`" + (f", {s['solver']} {s['steps']} steps, guidance {s['guidance']}, seed {s['seed']} + subject" if s["mode"] == "pipeline" else ""),
+        f"attention `{s['attention']}`" + (f", {s['solver']} {s['steps']} steps, guidance {s['guidance']}, seed {s['seed']} + subject"
+        + (f", mean of {s['num_samples']} samples" if s.get("num_samples", 1) > 1 else "")
+        + (f", photo fit {s['fit_input_steps']} steps" if s.get("fit_input_steps") else "") if s["mode"] == "pipeline" else ""),
         f"- set: {results['evaluation_set']['subjects']} held-out heads ({results['evaluation_set']['source']}), "
         f"{results['evaluation_set']['num_random']} random views each; metrics at {results['resolution']} px on white "
         f"(model views {results['model_resolution']} px)",

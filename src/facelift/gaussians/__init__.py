@@ -5,6 +5,7 @@ from facelift.gaussians.io import load_ply, load_splat, ply_property_names, save
 from facelift.gaussians.ops import (
     REFERENCE_CROP_BOX,
     PruneSettings,
+    average_corresponding,
     covariance,
     reference_prune,
     reference_prune_mask,
@@ -19,6 +20,7 @@ __all__ = [
     "sh_dc_to_rgb",
     "PruneSettings",
     "REFERENCE_CROP_BOX",
+    "average_corresponding",
     "covariance",
     "reference_prune",
     "reference_prune_mask",

@@ -1,6 +1,8 @@
 """Pure operations on :class:`~facelift.gaussians.container.Gaussians`.
 
 * :func:`covariance`: world-frame covariances ``R diag(s^2) R^T``.
+* :func:`average_corresponding`: the parameter-wise mean of several sets whose Gaussians correspond one to one
+  (pixel-aligned predictions of the same views, e.g. from several diffusion samples).
 * :func:`transform`: a similarity transform (rotation, translation, uniform scale) of a whole set,
   including the band-1 spherical harmonics (:func:`rotate_sh`).
 * :func:`reference_prune_mask` / :func:`reference_prune`: the reference release's post-processing
@@ -26,6 +28,7 @@ from facelift.gaussians.container import Gaussians, sh_degree_from_coeffs
 __all__ = [
     "PruneSettings",
     "REFERENCE_CROP_BOX",
+    "average_corresponding",
     "covariance",
     "reference_prune",
     "reference_prune_mask",
@@ -106,6 +109,40 @@ def covariance(g: Gaussians) -> Float[Tensor, "*batch N 3 3"]:
     rot = quat_to_rotmat(g.quats)  # [..., N, 3, 3]
     rs = rot * g.scales[..., None, :]  # R diag(s): column j scaled by s_j
     return rs @ rs.transpose(-1, -2)
+
+
+def average_corresponding(gaussians: Gaussians, dim: int = 0) -> Gaussians:
+    """Mean of corresponding Gaussians along a batch axis: ``[..., K, ..., N] -> [..., ..., N]``.
+
+    Gaussian ``n`` of every set along ``dim`` must describe the same thing: for GS-LRM's pixel-aligned output,
+    the Gaussian of one pixel of one input view, whose centre lies on that pixel's ray, so the mean centre is on
+    the ray at the mean depth. Centres, opacities and SH coefficients are averaged; scales geometrically (a
+    mean of log-scales, as the reconstructor predicts them); rotations as sign-aligned unit quaternions (``q``
+    and ``-q`` are one rotation: each is flipped into the hemisphere of the first set's, summed and normalised).
+
+    Args:
+        gaussians: sets stacked along batch axis ``dim`` (not the Gaussian axis).
+        dim: the axis to average over.
+
+    Returns:
+        :class:`Gaussians` without that axis.
+    """
+    batch = len(gaussians.shape) - 1
+    if batch < 1:
+        raise ValueError(f"need a batch axis to average over, got Gaussians of shape {tuple(gaussians.shape)}")
+    if not -batch <= dim < batch:
+        raise ValueError(f"dim {dim} is not a batch axis of Gaussians of shape {tuple(gaussians.shape)}")
+    dim = dim % batch
+    q = gaussians.quats
+    first = q.narrow(dim, 0, 1)
+    sign = torch.where((q * first).sum(-1, keepdim=True) < 0, -1.0, 1.0).to(q.dtype)
+    return Gaussians(
+        means=gaussians.means.mean(dim),
+        quats=normalize_quat((q * sign).sum(dim)),
+        scales=gaussians.scales.clamp_min(torch.finfo(gaussians.scales.dtype).tiny).log().mean(dim).exp(),
+        opacities=gaussians.opacities.mean(dim),
+        sh=gaussians.sh.mean(dim),
+    )
 
 
 def _rotation_from(rotation: Tensor, *, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor]:

@@ -8,13 +8,15 @@ Weights are named by a spec string (:func:`resolve_weights`):
 - ``official:GSLRM_CKPT,DIFFUSION_FOLDER``: the authors' released GS-LRM checkpoint (``ckpt_*.pt``) and
   diffusers folder (``pipeckpts/``).
 
-Each stage can be used alone: :meth:`FaceLiftPipeline.generate_views`, :meth:`FaceLiftPipeline.reconstruct`
-(from any posed images, e.g. the user's own multi-view captures) and :meth:`FaceLiftPipeline.render`.
+Each stage can be used alone: :meth:`FaceLiftPipeline.generate_views` (or ``generate_samples``),
+:meth:`FaceLiftPipeline.reconstruct` (from any posed images, e.g. the user's own multi-view captures) and
+:meth:`FaceLiftPipeline.render`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -31,7 +33,7 @@ from torch import Tensor
 from facelift.cameras.cameras import Cameras
 from facelift.cameras.orbits import facelift_views
 from facelift.gaussians.container import Gaussians
-from facelift.gaussians.ops import PruneSettings
+from facelift.gaussians.ops import PruneSettings, average_corresponding
 from facelift.models.gslrm.model import GSLRM
 from facelift.pipeline.refine import RefineSettings, refine_gaussians, refine_settings
 from facelift.preprocess.face import Preprocessed, PreprocessSettings, preprocess
@@ -39,7 +41,7 @@ from facelift.preprocess.image import to_image
 from facelift.rendering.rasterize import rasterize
 from facelift.utils.io import atomic_write_text, staged_output_dir
 
-__all__ = ["DEFAULT_WEIGHTS", "FaceLiftPipeline", "FaceLiftResult", "ReconstructorOnly", "WeightsSpec", "is_gslrm_folder", "resolve_weights"]
+__all__ = ["DEFAULT_WEIGHTS", "FaceLiftPipeline", "FaceLiftResult", "ReconstructorOnly", "WeightsSpec", "is_gslrm_folder", "resolve_weights", "sample_seed"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +49,24 @@ DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "default"
 """Where the bundled default weights live inside the package."""
 PIPELINE_FORMAT = "facelift.pipeline/1"
 _META = "facelift_pipeline.json"
+
+
+def sample_seed(seed: int, k: int) -> int:
+    """Seed of the ``k``-th diffusion sample of a subject whose seed is ``seed``
+    (:meth:`FaceLiftPipeline.generate_samples`): ``seed`` itself for ``k = 0``, so one sample is the plain seeded
+    result; otherwise a 63-bit hash of both, so that the extra samples of one seed do not reuse another seed's
+    first sample."""
+    if k < 0:
+        raise ValueError(f"sample index must be >= 0, got {k}")
+    if k == 0:
+        return int(seed)
+    return int.from_bytes(hashlib.blake2b(f"facelift-sample:{int(seed)}:{k}".encode(), digest_size=8).digest(), "little") >> 1
+
+
+def _check_count(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -141,6 +161,9 @@ class FaceLiftPipeline:
         fit_input_steps: steps of :meth:`fit_input` (fitting the Gaussians to the input photo at its camera)
             that a call runs by default; 0 for none (a weights folder records its own under
             ``fit_input_steps``; the bundled weights use 50).
+        num_samples: diffusion samples per photo whose reconstructions a call averages
+            (:meth:`generate_samples`, :meth:`reconstruct`); 1 is the plain pipeline (a weights folder records its
+            own under ``num_samples``).
 
     Example:
         >>> pipe = FaceLiftPipeline.from_pretrained("default")  # doctest: +SKIP
@@ -158,12 +181,12 @@ class FaceLiftPipeline:
         autocast_dtype: torch.dtype | None = None,
         prune_settings: PruneSettings | None = None,
         fit_input_steps: int = 0,
+        num_samples: int = 1,
     ) -> None:
-        if isinstance(fit_input_steps, bool) or not isinstance(fit_input_steps, int) or fit_input_steps < 0:
-            raise ValueError(f"fit_input_steps must be an integer >= 0, got {fit_input_steps!r}")
+        self.fit_input_steps = _check_count("fit_input_steps", fit_input_steps, 0)
+        self.num_samples = _check_count("num_samples", num_samples, 1)
         self.device = torch.device(device)
         self.prune_settings = prune_settings or PruneSettings()
-        self.fit_input_steps = fit_input_steps
         self.diffusion = diffusion.to(self.device).eval()
         self.reconstructor = reconstructor.to(self.device).eval()
         base = preprocess_settings or PreprocessSettings()
@@ -193,6 +216,7 @@ class FaceLiftPipeline:
             reconstructor = GSLRM.from_pretrained(weights.folder / meta.get("gslrm", "gslrm"))
             kwargs.setdefault("prune_settings", PruneSettings.from_dict(meta.get("prune", {})))
             kwargs.setdefault("fit_input_steps", int(meta.get("fit_input_steps", 0)))
+            kwargs.setdefault("num_samples", int(meta.get("num_samples", 1)))
         return cls(diffusion, reconstructor, device=device, **kwargs)
 
     def save_pretrained(self, directory: str | os.PathLike, *, overwrite: bool = True, dtype: torch.dtype | None = None) -> Path:
@@ -203,7 +227,7 @@ class FaceLiftPipeline:
             self.reconstructor.save_pretrained(tmp / "gslrm", dtype=dtype)
             meta = {
                 "format": PIPELINE_FORMAT, "mvdiffusion": "mvdiffusion", "gslrm": "gslrm", "prune": self.prune_settings.to_dict(),
-                "fit_input_steps": self.fit_input_steps,
+                "fit_input_steps": self.fit_input_steps, "num_samples": self.num_samples,
             }  # fmt: skip
             atomic_write_text(tmp / _META, json.dumps(meta, indent=2) + "\n")
         return directory
@@ -217,7 +241,7 @@ class FaceLiftPipeline:
             settings = PreprocessSettings(**{**settings.__dict__, **overrides})
         return preprocess(to_image(image), settings)
 
-    def generate_views(
+    def generate_samples(
         self,
         images: Float[Tensor, "B 3 H W"],
         *,
@@ -226,13 +250,30 @@ class FaceLiftPipeline:
         guidance: float = 3.0,
         solver: str = "ddim",
         eta: float = 1.0,
-    ) -> Float[Tensor, "B V 3 S S"]:
-        """The generated views (six for the default models) per input view (on white, in [0, 1]); ``seed`` per
-        subject or one for all."""
-        seeds = seed if isinstance(seed, (list, tuple)) else [int(seed)] * images.shape[0]
-        generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
-        out = self.diffusion.sample(images, num_inference_steps=steps, guidance_scale=guidance, eta=eta, solver=solver, generator=generators)
-        return out.images.float().cpu()
+        num_samples: int | None = None,
+    ) -> Float[Tensor, "B K V 3 S S"]:
+        """``K = num_samples`` (None: :attr:`num_samples`) sets of generated views per input view (on white, in
+        [0, 1]), drawn in one batch; ``seed`` per subject or one for all, sample ``k`` from :func:`sample_seed`
+        ``(seed, k)`` (sample 0 is the plain seeded result).
+
+        The samples agree on what the input shows and differ where it does not determine the head (its sides and
+        back); :meth:`reconstruct` averages the Gaussians it predicts from each (their mean is closer to the
+        ground truth on average than any one sample; ``docs/evaluation.md`` has the measurements).
+        """
+        k = _check_count("num_samples", self.num_samples if num_samples is None else num_samples, 1)
+        seeds = [int(s) for s in seed] if isinstance(seed, (list, tuple)) else [int(seed)] * images.shape[0]
+        if len(seeds) != images.shape[0]:
+            raise ValueError(f"got {len(seeds)} seeds for {images.shape[0]} images")
+        generators = [torch.Generator().manual_seed(sample_seed(s, j)) for j in range(k) for s in seeds]
+        batch = images if k == 1 else images.repeat(k, 1, 1, 1)  # sample-major: [k * B, 3, H, W]
+        out = self.diffusion.sample(batch, num_inference_steps=steps, guidance_scale=guidance, eta=eta, solver=solver, generator=generators)
+        views = out.images.float().cpu()
+        return views.reshape(k, images.shape[0], *views.shape[1:]).transpose(0, 1)
+
+    def generate_views(self, images: Float[Tensor, "B 3 H W"], **kwargs: Any) -> Float[Tensor, "B V 3 S S"]:
+        """The generated views (six for the default models) per input view (on white, in [0, 1]): one sample,
+        or the pixel-wise mean of ``num_samples`` (arguments as :meth:`generate_samples`)."""
+        return self.generate_samples(images, **kwargs).mean(1)
 
     @property
     def view_names(self) -> tuple[str, ...]:
@@ -251,37 +292,40 @@ class FaceLiftPipeline:
     def reconstructor_inputs(
         self,
         input_image: Float[Tensor, "3 S S"],
-        views: Float[Tensor, "G 3 S S"],
+        views: Float[Tensor, "*K G 3 S S"],
         azimuth_deg: float = 0.0,
         *,
         select: tuple[int, ...] | None = None,
-    ) -> tuple[Float[Tensor, "V 3 S S"], Cameras]:
+    ) -> tuple[Float[Tensor, "*K V 3 S S"], Cameras]:
         """The reconstructor's input: the diffusion model's views (the six FaceLift views) and their cameras
         around ``azimuth_deg``.
 
         Args:
             input_image: the (preprocessed) input view, ``[3, S, S]`` on white.
-            views: the generated views in ``diffusion.generated_views`` order. A model that generates only
-                the five novel views (the ablation) gets the input itself as view 0.
+            views: the generated views in ``diffusion.generated_views`` order, optionally with a leading axis of
+                samples (``[K, G, 3, S, S]``, from :meth:`generate_samples`). A model that generates only the
+                five novel views (the ablation) gets the input itself as view 0.
             azimuth_deg: the input azimuth.
             select: indices into the model's views (``diffusion.view_names``) to keep (e.g. ``(0, 2, 3, 4)``
                 of the six: front, right, back, left); all by default.
 
         Returns:
-            ``(images [V, 3, S, S], cameras [V])``.
+            ``(images [*K, V, 3, S, S], cameras [V])``.
         """
+        if views.ndim not in (4, 5):
+            raise ValueError(f"views must be [G, 3, S, S] or [K, G, 3, S, S], got {tuple(views.shape)}")
         full = views
         if 0 not in self.diffusion.generated_views:
-            full = torch.cat([input_image[None].to(views), views])
+            full = torch.cat([input_image.to(views).expand(*views.shape[:-4], 1, *views.shape[-3:]), views], dim=-4)
         expected = len(self.diffusion.view_names)
-        if full.shape[0] != expected:
-            raise ValueError(f"expected {expected} views after adding the input, got {full.shape[0]}")
+        if full.shape[-4] != expected:
+            raise ValueError(f"expected {expected} views after adding the input, got {full.shape[-4]}")
         cameras = self._all_view_cameras(azimuth_deg, full.shape[-1])
         if select is not None:
             index = [int(i) for i in select]
-            if not index or len(set(index)) != len(index) or any(not 0 <= i < full.shape[0] for i in index):
-                raise ValueError(f"select must be distinct view indices in 0..{full.shape[0] - 1}, got {select}")
-            full, cameras = full[index], cameras[torch.tensor(index)]
+            if not index or len(set(index)) != len(index) or any(not 0 <= i < expected for i in index):
+                raise ValueError(f"select must be distinct view indices in 0..{expected - 1}, got {select}")
+            full, cameras = full[..., index, :, :, :], cameras[torch.tensor(index)]
         return full, cameras
 
     def reconstruct(
@@ -296,7 +340,11 @@ class FaceLiftPipeline:
         """Gaussians from posed views (generated, or the user's own images and cameras).
 
         Args:
-            images: ``[V, 3, H, W]`` in [0, 1], on white.
+            images: ``[V, 3, H, W]`` in [0, 1], on white; or ``[K, V, 3, H, W]``, K versions of the same views
+                (diffusion samples, :meth:`generate_samples`): the reconstructor runs on each (one batch), and
+                its pixel-aligned Gaussians are averaged one to one
+                (:func:`~facelift.gaussians.ops.average_corresponding`) before pruning; refinement then fits
+                the mean of the K versions.
             cameras: ``[V]`` cameras of those images (OpenCV, see :mod:`facelift.cameras`).
             prune: apply the pipeline's pruning (:attr:`prune_settings`).
             resolution: resize the views (and cameras) to this square size first; needs a multiple of the
@@ -305,29 +353,34 @@ class FaceLiftPipeline:
                 by gradient descent (:func:`facelift.pipeline.refine.refine_gaussians`): settings, a number of
                 steps with the default settings, or None / 0 for none.
         """
-        if images.ndim != 4 or images.shape[1] != 3:
-            raise ValueError(f"images must be [V, 3, H, W], got {tuple(images.shape)}")
-        if tuple(cameras.batch_shape) != (images.shape[0],):
-            raise ValueError(f"need one camera per image: {images.shape[0]} images, cameras {tuple(cameras.batch_shape)}")
+        if images.ndim not in (4, 5) or images.shape[-3] != 3:
+            raise ValueError(f"images must be [V, 3, H, W] or [K, V, 3, H, W], got {tuple(images.shape)}")
+        if tuple(cameras.batch_shape) != (images.shape[-4],):
+            raise ValueError(f"need one camera per image: {images.shape[-4]} images, cameras {tuple(cameras.batch_shape)}")
+        samples = images.reshape(-1, *images.shape[-4:])  # [K, V, 3, H, W]
         if resolution is not None and (images.shape[-1] != resolution or images.shape[-2] != resolution):
             sx, sy = resolution / images.shape[-1], resolution / images.shape[-2]
-            images = F.interpolate(images.float(), size=(resolution, resolution), mode="bilinear", antialias=True, align_corners=False)
+            flat = F.interpolate(samples.flatten(0, 1).float(), size=(resolution, resolution), mode="bilinear", antialias=True, align_corners=False)
+            samples = flat.reshape(*samples.shape[:2], *flat.shape[1:])
             K = cameras.K.clone()
             K[..., 0, :] *= sx
             K[..., 1, :] *= sy
             cameras = Cameras(cameras.c2w, K, resolution, resolution)
         patch = self.reconstructor.config.patch_size
-        if images.shape[-1] % patch or images.shape[-2] % patch:
-            raise ValueError(f"image size {tuple(images.shape[-2:])} must be a multiple of the patch size {patch}")
+        if samples.shape[-1] % patch or samples.shape[-2] % patch:
+            raise ValueError(f"image size {tuple(samples.shape[-2:])} must be a multiple of the patch size {patch}")
         autocast = (
             torch.autocast(self.device.type, dtype=self.autocast_dtype) if self.autocast_dtype is not None and self.device.type == "cuda" else contextlib.nullcontext()
         )
+        k = samples.shape[0]
         with torch.no_grad(), autocast:
-            gaussians = self.reconstructor(images[None].to(self.device).float(), cameras.reshape(1, -1).to(self.device))[0]
+            batch_cameras = Cameras.stack([cameras] * k)  # [K, V]
+            gaussians = self.reconstructor(samples.to(self.device).float(), batch_cameras.to(self.device))  # [K, N]
+        gaussians = gaussians[0] if k == 1 else average_corresponding(gaussians.to(dtype=torch.float32))
         gaussians = self.prune_settings.apply(gaussians) if prune else gaussians
         refine = refine_settings(refine)
         if refine is not None:
-            gaussians = refine_gaussians(gaussians, images.to(self.device).float(), cameras.to(self.device), refine)
+            gaussians = refine_gaussians(gaussians, samples.mean(0).to(self.device).float(), cameras.to(self.device), refine)
         return gaussians
 
     def fit_input(
@@ -381,6 +434,7 @@ class FaceLiftPipeline:
         solver: str = "ddim",
         refine: RefineSettings | int | None = None,
         fit_input: RefineSettings | int | None = None,
+        num_samples: int | None = None,
         **preprocess_overrides: Any,
     ) -> FaceLiftResult:
         """Photo (path, PIL image, array or tensor) -> :class:`FaceLiftResult` (views, cameras, Gaussians, timings).
@@ -388,26 +442,29 @@ class FaceLiftPipeline:
         ``refine`` (settings or a number of steps) fits the Gaussians to the generated views after the
         reconstructor (see :meth:`reconstruct`); its time is reported as ``timings["refinement"]``. Then
         ``fit_input`` (settings, steps, 0 for none, None for :attr:`fit_input_steps`) fits them to the photo
-        itself (:meth:`fit_input`), timed as ``timings["input_fit"]``.
+        itself (:meth:`fit_input`), timed as ``timings["input_fit"]``. With ``num_samples`` (None:
+        :attr:`num_samples`) > 1, the reconstructor runs on each diffusion sample and their Gaussians are averaged
+        (:meth:`reconstruct`); the result's ``views`` are the samples' pixel-wise mean.
         """
         timings: dict[str, float] = {}
         start = time.perf_counter()
         pre = self.preprocess(image, **preprocess_overrides)
         timings["preprocess"] = time.perf_counter() - start
         start = time.perf_counter()
-        views = self.generate_views(pre.image[None], seed=seed, steps=steps, guidance=guidance, solver=solver)[0]
+        samples = self.generate_samples(pre.image[None], seed=seed, steps=steps, guidance=guidance, solver=solver, num_samples=num_samples)[0]
+        views = samples.mean(0)  # what the result shows: the one sample, or the mean of several
         _sync(self.device)
         timings["diffusion"] = time.perf_counter() - start
         start = time.perf_counter()
         cameras = self.view_cameras(pre.azimuth_deg, resolution=views.shape[-1])
-        images, view_cameras = self.reconstructor_inputs(pre.image, views, pre.azimuth_deg)
+        images, view_cameras = self.reconstructor_inputs(pre.image, samples, pre.azimuth_deg)
         gaussians = self.reconstruct(images, view_cameras)
         _sync(self.device)
         timings["reconstruction"] = time.perf_counter() - start
         refine = refine_settings(refine)
         if refine is not None:
             start = time.perf_counter()
-            gaussians = refine_gaussians(gaussians, images.to(self.device).float(), view_cameras.to(self.device), refine)
+            gaussians = refine_gaussians(gaussians, images.mean(0).to(self.device).float(), view_cameras.to(self.device), refine)
             _sync(self.device)
             timings["refinement"] = time.perf_counter() - start
         fit = refine_settings(self.fit_input_steps if fit_input is None else fit_input)

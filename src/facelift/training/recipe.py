@@ -150,6 +150,9 @@ def recipe_stage_configs(config: RecipeConfig) -> dict[str, Any]:
 DEFAULT_FIT_INPUT_STEPS = 50
 """Steps of fitting the Gaussians to the input photo that assembled weights ask for by default
 (:meth:`facelift.pipeline.facelift.FaceLiftPipeline.fit_input`)."""
+DEFAULT_NUM_SAMPLES = 2
+"""Diffusion samples that assembled weights average per photo by default
+(:meth:`facelift.pipeline.facelift.FaceLiftPipeline.generate_views`)."""
 
 
 def assemble_weights(mvdiff_folder: Path, gslrm_folder: Path, out: Path, *, limit: int = FILE_LIMIT) -> dict[str, int]:
@@ -174,6 +177,7 @@ def assemble_weights(mvdiff_folder: Path, gslrm_folder: Path, out: Path, *, limi
         GSLRM.from_pretrained(gslrm_folder),
         prune_settings=PruneSettings.procedural(),
         fit_input_steps=DEFAULT_FIT_INPUT_STEPS,
+        num_samples=DEFAULT_NUM_SAMPLES,
     )
     pipe.save_pretrained(out, dtype=torch.float16)
     if kept is not None:
