@@ -133,7 +133,7 @@ def test_averaged_samples_in_pipeline_mode_are_part_of_the_settings(tiny_weights
     path.write_text(json.dumps({k: v for k, v in json.loads(path.read_text()).items() if k != "num_samples"}))
     assert evaluate(_settings(tiny_weights, subjects=1), tmp_path / "plain", progress=False)["metrics"] == plain["metrics"]
     mean = evaluate(_settings(tiny_weights, subjects=1, num_samples=2), tmp_path / "mean", progress=False)
-    assert mean["settings"]["num_samples"] == 2 and "mean of 2 samples" in (tmp_path / "mean" / "results.md").read_text()
+    assert mean["settings"]["num_samples"] == 2 and "2 samples (Gaussians averaged)" in (tmp_path / "mean" / "results.md").read_text()
     assert mean["metrics"]["generated"]["psnr"] != plain["metrics"]["generated"]["psnr"]
     with pytest.raises(ValueError, match="num_samples"):  # another count is not resumed into
         evaluate(_settings(tiny_weights, subjects=1, num_samples=3), tmp_path / "mean", progress=False)

@@ -431,7 +431,7 @@ def results_markdown(results: dict[str, Any]) -> str:
         "",
         f"- weights `{s['weights']}`, mode `{s['mode']}`, reconstructor views {results['reconstructor_views']}, "
         f"attention `{s['attention']}`" + (f", {s['solver']} {s['steps']} steps, guidance {s['guidance']}, seed {s['seed']} + subject"
-        + (f", mean of {s['num_samples']} samples" if s.get("num_samples", 1) > 1 else "")
+        + (f", {s['num_samples']} samples (Gaussians averaged)" if s.get("num_samples", 1) > 1 else "")
         + (f", photo fit {s['fit_input_steps']} steps" if s.get("fit_input_steps") else "") if s["mode"] == "pipeline" else ""),
         f"- set: {results['evaluation_set']['subjects']} held-out heads ({results['evaluation_set']['source']}), "
         f"{results['evaluation_set']['num_random']} random views each; metrics at {results['resolution']} px on white "
