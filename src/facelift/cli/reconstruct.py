@@ -137,8 +137,7 @@ class ReconstructCommand:
         start = time.perf_counter()
         pipe = FaceLiftPipeline.from_pretrained(self.weights, device=device)
         load_seconds = time.perf_counter() - start
-        fit_steps = pipe.fit_input_steps if self.fit_input_steps is None else self.fit_input_steps
-        num_samples = pipe.num_samples if self.num_samples is None else self.num_samples
+        fit_steps, num_samples = pipe.resolve_settings(fit_input_steps=self.fit_input_steps, num_samples=self.num_samples)
         resolution = self.resolution or min(512, 2 * pipe.diffusion.image_size)
         settings = ResultSettings(resolution, self.frames, mesh_format=self.mesh_format)
         failures: list[tuple[Path, str]] = []

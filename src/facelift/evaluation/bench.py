@@ -233,8 +233,7 @@ def run_bench(settings: BenchSettings, device: torch.device, *, pipe=None) -> di
     resolution = settings.resolution or min(512, 2 * pipe.diffusion.image_size)
     result_settings = ResultSettings(resolution, settings.frames, mesh_format=settings.mesh_format)
     meter = StageMeter(device)
-    fit_steps = pipe.fit_input_steps if settings.fit_input_steps is None else settings.fit_input_steps
-    num_samples = pipe.num_samples if settings.num_samples is None else settings.num_samples
+    fit_steps, num_samples = pipe.resolve_settings(fit_input_steps=settings.fit_input_steps, num_samples=settings.num_samples)
     extra = (("refinement",) if settings.refine_steps else ()) + (("input_fit",) if fit_steps else ())
     stage_names = STAGES[:3] + extra + STAGES[3:]
     times: dict[str, list[float]] = {s: [] for s in stage_names}

@@ -356,8 +356,7 @@ def evaluate(settings: EvalSettings, out_dir: str | Path, *, overwrite: bool = F
     # The views as indices (not "all"), the input fit and the sample count as numbers, so settings.json and
     # resumption name exactly what ran.
     pipeline = settings.mode == "pipeline"
-    fit = (pipe.fit_input_steps if settings.fit_input_steps is None else settings.fit_input_steps) if pipeline else 0
-    samples = (pipe.num_samples if settings.num_samples is None else settings.num_samples) if pipeline else 1
+    fit, samples = pipe.resolve_settings(fit_input_steps=settings.fit_input_steps, num_samples=settings.num_samples) if pipeline else (0, 1)
     settings = replace(settings, views=reconstructor_views(pipe, settings), fit_input_steps=fit, num_samples=samples)
     resolution = settings.resolution or _model_size(pipe)
     evalset = EvalSet(settings.subjects, settings.num_random, resolution, folder=settings.data)

@@ -232,6 +232,12 @@ class FaceLiftPipeline:
             atomic_write_text(tmp / _META, json.dumps(meta, indent=2) + "\n")
         return directory
 
+    def resolve_settings(self, *, fit_input_steps: int | None = None, num_samples: int | None = None) -> tuple[int, int]:
+        """``(fit_input_steps, num_samples)`` that a call runs: the given values, or the pipeline's own for None
+        (what the CLI, ``eval`` and ``bench`` record)."""
+        fit = _check_count("fit_input_steps", self.fit_input_steps if fit_input_steps is None else fit_input_steps, 0)
+        return fit, _check_count("num_samples", self.num_samples if num_samples is None else num_samples, 1)
+
     # ---- stages ---------------------------------------------------------------------------------------
 
     def preprocess(self, image, **overrides: Any) -> Preprocessed:
@@ -260,7 +266,7 @@ class FaceLiftPipeline:
         back); :meth:`reconstruct` averages the Gaussians it predicts from each (their mean is closer to the
         ground truth on average than any one sample; ``docs/evaluation.md`` has the measurements).
         """
-        k = _check_count("num_samples", self.num_samples if num_samples is None else num_samples, 1)
+        _, k = self.resolve_settings(num_samples=num_samples)
         seeds = [int(s) for s in seed] if isinstance(seed, (list, tuple)) else [int(seed)] * images.shape[0]
         if len(seeds) != images.shape[0]:
             raise ValueError(f"got {len(seeds)} seeds for {images.shape[0]} images")
