@@ -119,7 +119,8 @@ def test_view_subset_matches_the_full_render(head_render):
     sub = render_subject("heads", 123, views=[7, 0], **TINY)
     assert sub.view_names == ["random_001", "front"]
     torch.testing.assert_close(sub.cameras.c2w, head_render.cameras.c2w[[7, 0]])
-    torch.testing.assert_close(sub.depth, head_render.depth[[7, 0]])
+    # Batch sizes differ, so vectorised float32 kernels may round differently (seen: 3e-5 at depth 2 on AVX-512).
+    torch.testing.assert_close(sub.depth, head_render.depth[[7, 0]], atol=1e-4, rtol=1e-4)
 
 
 def test_random_azimuth_rotates_the_fixed_views():
