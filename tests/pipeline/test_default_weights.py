@@ -79,8 +79,8 @@ def default_pipe():
 def test_bundled_reconstructor_quality_on_a_held_out_head(held_out_head, default_pipe):
     # A quality floor, not a stored output: the held-out head's six ground-truth views in, 8 random views scored.
     # Measured 2026-11-28 with the eleventh session's reconstructor: 25.68 dB feed-forward and 26.37 dB after 25
-    # refinement steps (the tenth session's: 25.35 and 26.12; the ninth session's: 25.02 and 25.98; the eighth's: 23.45 and 25.42; with the reference
-    # crop box 20.56, which this floor rejects).
+    # refinement steps (the tenth session's: 25.35 and 26.12; the ninth's: 25.02 and 25.98; the eighth's: 23.45
+    # and 25.42; with the reference crop box 20.56, which this floor rejects).
     from facelift.evaluation.metrics import psnr
 
     subject, pipe = held_out_head, default_pipe
@@ -98,9 +98,9 @@ def test_bundled_reconstructor_quality_on_a_held_out_head(held_out_head, default
 def test_fitting_the_photo_helps_the_bundled_pipeline_on_a_held_out_head(held_out_head, default_pipe):
     # The held-out head's front view as the photo: six views generated (DPM-Solver++, 10 steps), reconstructed,
     # then fitted to the photo with the weights' default steps; 8 random views scored against the ground truth.
-    # Measured 2026-11-28 with the eleventh session's reconstructor: 13.62 dB without the fit, 14.22 dB with it (the
-    # tenth session's 13.72 and 14.32, the ninth session's 13.91 and 14.34, the eighth's 13.62 and 14.41). One diffusion sample, as before the weights
-    # asked for two.
+    # Measured 2026-11-28 with the eleventh session's reconstructor: 13.62 dB without the fit, 14.22 dB with it
+    # (the tenth session's 13.72 and 14.32, the ninth's 13.91 and 14.34, the eighth's 13.62 and 14.41). One
+    # diffusion sample, as before the weights asked for two.
     from facelift.evaluation.metrics import psnr
 
     subject, pipe = held_out_head, default_pipe
