@@ -1,4 +1,5 @@
-"""``facelift synth heads|objects|preview``: synthetic training data and a contact sheet to eyeball it."""
+"""``facelift synth heads|objects|preview|generated``: synthetic training data, a contact sheet to eyeball it, and
+the diffusion model's views of training subjects (for training the reconstructor on them)."""
 
 from __future__ import annotations
 
@@ -120,6 +121,62 @@ class SynthPreviewCommand:
 
 
 @dataclass
+class SynthGeneratedCommand:
+    """The diffusion model's six views of every training subject (its front view as the input), for training
+    the reconstructor on what the pipeline feeds it (``facelift train gslrm ... --generated-root OUT
+    --generated-inputs P``). Resumable: finished subjects are skipped."""
+
+    data: Path
+    """A split folder written by facelift synth heads (DIR/train)."""
+    out: Path
+    """Output folder (generated.json and OUT/<subject>/sample_<k>.png)."""
+    weights: str = "default"
+    """Whose diffusion model samples the views: default, a weights folder, or a diffusion model's folder (a
+    training run's final/)."""
+    count: int | None = None
+    """Subjects to cover from --start, in name order (default: all)."""
+    start: int = 0
+    """First subject (position in name order)."""
+    samples: int = 2
+    """Diffusion samples per subject."""
+    steps: int = 20
+    """Denoising steps."""
+    solver: Literal["ddim", "dpmsolver++"] = "dpmsolver++"
+    """Sampler."""
+    guidance: float = 3.0
+    """Classifier-free guidance scale."""
+    seed: int = 0
+    """Seeds the noise (with each subject's name and sample index)."""
+    batch_size: int = 8
+    """Subjects sampled together."""
+    device: str = "auto"
+    """auto, cpu, cuda or cuda:N."""
+    progress: bool = True
+    """Show a progress bar on stderr."""
+
+    def run(self) -> int:
+        from facelift.models.mvdiffusion import MultiViewDiffusion
+        from facelift.pipeline.facelift import FaceLiftPipeline, is_pipeline_folder
+        from facelift.training.generated import GeneratedViewsSettings, write_generated_views
+
+        if not self.data.is_dir():
+            raise FileNotFoundError(f"training folder {self.data} does not exist (write it with: facelift synth heads --out DIR, then pass DIR/train)")
+        if self.weights.startswith("official:"):
+            raise ValueError("generated training views come from facelift's own weights (default or a folder), not the official checkpoint")
+        device = resolve_device(self.device)
+        if self.weights == "default" or is_pipeline_folder(self.weights):
+            diffusion = FaceLiftPipeline.from_pretrained(self.weights, device=device).diffusion
+        elif Path(self.weights).is_dir():
+            diffusion = MultiViewDiffusion.from_pretrained(self.weights).to(device).eval()
+        else:
+            raise FileNotFoundError(f"--weights {self.weights}: not default, a weights folder or a diffusion model's folder")
+        settings = GeneratedViewsSettings(self.samples, self.steps, self.solver, self.guidance, seed=self.seed, batch_size=self.batch_size)
+        summary = write_generated_views(diffusion, self.data, self.out, settings, count=self.count, start=self.start, progress=self.progress)
+        print(json.dumps({"out": str(summary.out), "written": summary.written, "skipped": summary.skipped, "seconds": round(summary.seconds, 2)}))
+        return 0
+
+
+@dataclass
 class SynthCommand:
     """Synthetic training data: render heads or objects to disk, or preview them."""
 
@@ -128,6 +185,7 @@ class SynthCommand:
             Annotated[SynthHeadsCommand, tyro.conf.subcommand("heads")],
             Annotated[SynthObjectsCommand, tyro.conf.subcommand("objects")],
             Annotated[SynthPreviewCommand, tyro.conf.subcommand("preview")],
+            Annotated[SynthGeneratedCommand, tyro.conf.subcommand("generated")],
         ]
     ]
 

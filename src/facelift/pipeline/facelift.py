@@ -41,7 +41,7 @@ from facelift.preprocess.image import to_image
 from facelift.rendering.rasterize import rasterize
 from facelift.utils.io import atomic_write_text, staged_output_dir
 
-__all__ = ["DEFAULT_WEIGHTS", "FaceLiftPipeline", "FaceLiftResult", "ReconstructorOnly", "WeightsSpec", "is_gslrm_folder", "resolve_weights", "sample_seed"]
+__all__ = ["DEFAULT_WEIGHTS", "FaceLiftPipeline", "FaceLiftResult", "ReconstructorOnly", "WeightsSpec", "is_gslrm_folder", "is_pipeline_folder", "resolve_weights", "sample_seed"]
 
 logger = logging.getLogger(__name__)
 
@@ -528,3 +528,8 @@ def is_gslrm_folder(path: str | os.PathLike) -> bool:
     """True for a bare GS-LRM folder (``config.json`` + ``model.safetensors``)."""
     folder = Path(path)
     return (folder / "config.json").is_file() and (folder / "model.safetensors").is_file()
+
+
+def is_pipeline_folder(path: str | os.PathLike) -> bool:
+    """True for a weights folder written by :meth:`FaceLiftPipeline.save_pretrained` (``facelift_pipeline.json``)."""
+    return (Path(path) / _META).is_file()

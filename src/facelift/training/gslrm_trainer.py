@@ -66,6 +66,13 @@ class GSLRMTrainConfig:
     noise; see ``facelift.training.augment``); the supervision targets stay clean."""
     degradation: InputDegradation = field(default_factory=InputDegradation)
     """Largest degradations (drawn per view)."""
+    generated_root: Path | None = None
+    """A folder of the diffusion model's views of the ``data_root`` subjects (``facelift synth generated``,
+    :mod:`facelift.training.generated`); used with ``generated_inputs``."""
+    generated_inputs: float = 0.0
+    """Probability that a sample's inputs are the diffusion model's six views of its subject (one of the
+    folder's samples at random) instead of the clean fixed views; the supervision targets stay the renders.
+    Needs ``inputs='fixed'``, ``data_root`` and ``generated_root``; takes precedence over ``degrade_inputs``."""
     num_random: int = 32
     """Random views per subject to draw from, besides the six fixed ones (on-the-fly data only)."""
     batch_size: int = 2
@@ -130,6 +137,10 @@ class GSLRMTrainConfig:
             raise ValueError(f"inputs='fixed' feeds the {len(FACELIFT_VIEW_NAMES)} FaceLift views: set input_views={len(FACELIFT_VIEW_NAMES)}")
         if not 0 <= self.degrade_inputs <= 1:
             raise ValueError(f"degrade_inputs is a probability, got {self.degrade_inputs}")
+        if not 0 <= self.generated_inputs <= 1:
+            raise ValueError(f"generated_inputs is a probability, got {self.generated_inputs}")
+        if self.generated_inputs > 0 and (self.generated_root is None or self.data_root is None or self.inputs != "fixed"):
+            raise ValueError("generated_inputs needs generated_root, data_root and inputs='fixed' (the generated views replace the six fixed ones)")
         if self.resolution % self.model.patch_size:
             raise ValueError(f"resolution {self.resolution} must be divisible by the patch size {self.model.patch_size}")
         if self.num_random < 0:
@@ -166,12 +177,13 @@ GSLRM_PRESETS: dict[str, GSLRMTrainConfig] = _presets()
 """Named starting points: ``default``, ``objects_pretrain``, ``heads_finetune``, ``heads_only`` and ``tiny``."""
 
 
-_INPUT_TAG, _DEGRADE_TAG = 2, 3
+_INPUT_TAG, _DEGRADE_TAG, _GENERATED_TAG = 2, 3, 5
 
 
 class _ReconstructorSamples(IndexedSubjects):
     """:class:`IndexedSubjects` plus ``input_index [V_in]`` (which of the sample's views feed the model) and,
-    when inputs are degraded, ``input_images [V_in, 3, H, W]`` (what the model sees instead of those views)."""
+    when inputs are degraded or generated, ``input_images [V_in, 3, H, W]`` (what the model sees instead of
+    those views)."""
 
     def __init__(self, config: GSLRMTrainConfig) -> None:
         super().__init__(
@@ -181,6 +193,29 @@ class _ReconstructorSamples(IndexedSubjects):
         )  # fmt: skip
         self.input_views, self.fixed_inputs = config.input_views, config.inputs == "fixed"
         self.degrade, self.degradation = config.degrade_inputs, config.degradation
+        self.generated_p, self.generated = config.generated_inputs, None
+        if config.generated_inputs > 0:
+            from facelift.training.generated import GeneratedViews
+
+            self.generated = GeneratedViews(config.generated_root)
+            missing = [f.name for f in self.folder.folders if not self.generated.has(f.name)]
+            if missing:
+                raise ValueError(
+                    f"{config.generated_root} lacks the generated views of {len(missing)} of the {len(self.folder.folders)} subjects "
+                    f"of {config.data_root} (first: {missing[0]}); generate them (facelift synth generated) or train on the covered subjects only"
+                )
+
+    def _generated_inputs(self, k: int) -> Tensor | None:
+        """The diffusion model's views of sample ``k``'s subject ``[6, 3, H, W]``, or None (clean inputs this time)."""
+        g = seeded_generator(self.seed, _GENERATED_TAG, int(k))
+        if self.generated is None or float(torch.rand((), generator=g)) >= self.generated_p:
+            return None
+        _, subject = self._subject(int(k))
+        sample = int(torch.randint(self.generated.num_samples, (1,), generator=g))
+        views = self.generated.load(self.folder.folders[subject].name, sample)
+        if views.shape[-1] != self.resolution:
+            views = torch.nn.functional.interpolate(views, size=(self.resolution, self.resolution), mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
+        return views
 
     def __getitem__(self, k: int) -> dict[str, Any]:
         item = super().__getitem__(k)
@@ -189,7 +224,10 @@ class _ReconstructorSamples(IndexedSubjects):
         else:
             index = torch.randperm(item["images"].shape[0], generator=seeded_generator(self.seed, _INPUT_TAG, int(k)))[: self.input_views]
         out = {"images": item["images"], "c2w": item["c2w"], "K": item["K"], "input_index": index}
-        if self.degrade > 0:
+        generated = self._generated_inputs(k)
+        if generated is not None:
+            out["input_images"] = generated
+        elif self.degrade > 0 or self.generated is not None:  # every sample carries input_images (they collate)
             g = seeded_generator(self.seed, _DEGRADE_TAG, int(k))
             inputs = item["images"][index]
             if float(torch.rand((), generator=g)) < self.degrade:
