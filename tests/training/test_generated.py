@@ -118,10 +118,16 @@ def test_trainer_checks_the_generated_folder_and_config(heads, diffusion, genera
         _config(heads, generated, tmp_path, inputs="random", input_views=4)
     with pytest.raises(ValueError, match="probability"):
         _config(heads, generated, tmp_path, generated_inputs=2.0)
+    # A folder covering some subjects: training draws only those (generating is the costly part).
     part = tmp_path / "part"
-    write_generated_views(diffusion, heads, part, SETTINGS, count=1)
-    with pytest.raises(ValueError, match="lacks the generated views of 2 of the 3 subjects"):
-        _ReconstructorSamples(_config(heads, part, tmp_path))
+    write_generated_views(diffusion, heads, part, SETTINGS, start=1, count=1)
+    data = _ReconstructorSamples(_config(heads, part, tmp_path))
+    assert len(data) == 1 and {data.folder.folders[data._subject(k)[1]].name for k in range(5)} == {"head_000001"}
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "generated.json").write_text((part / "generated.json").read_text())
+    with pytest.raises(ValueError, match="none of the subjects"):
+        _ReconstructorSamples(_config(heads, empty, tmp_path))
 
 
 def test_short_training_run_on_generated_inputs(heads, generated, tmp_path):

@@ -8,6 +8,7 @@ and loss.
 from __future__ import annotations
 
 import contextlib
+import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -37,6 +38,8 @@ from facelift.training.losses import (
 )
 
 __all__ = ["GSLRM_PRESETS", "GSLRMTrainConfig", "TrainResult", "forward_loss", "train"]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -72,7 +75,8 @@ class GSLRMTrainConfig:
     generated_inputs: float = 0.0
     """Probability that a sample's inputs are the diffusion model's six views of its subject (one of the
     folder's samples at random) instead of the clean fixed views; the supervision targets stay the renders.
-    Needs ``inputs='fixed'``, ``data_root`` and ``generated_root``; takes precedence over ``degrade_inputs``."""
+    Needs ``inputs='fixed'``, ``data_root`` and ``generated_root``; training then draws only the subjects the
+    generated folder covers; takes precedence over ``degrade_inputs``."""
     num_random: int = 32
     """Random views per subject to draw from, besides the six fixed ones (on-the-fly data only)."""
     batch_size: int = 2
@@ -198,12 +202,15 @@ class _ReconstructorSamples(IndexedSubjects):
             from facelift.training.generated import GeneratedViews
 
             self.generated = GeneratedViews(config.generated_root)
-            missing = [f.name for f in self.folder.folders if not self.generated.has(f.name)]
-            if missing:
-                raise ValueError(
-                    f"{config.generated_root} lacks the generated views of {len(missing)} of the {len(self.folder.folders)} subjects "
-                    f"of {config.data_root} (first: {missing[0]}); generate them (facelift synth generated) or train on the covered subjects only"
+            covered = [f for f in self.folder.folders if self.generated.has(f.name)]
+            if not covered:
+                raise ValueError(f"{config.generated_root} holds the generated views of none of the subjects of {config.data_root}")
+            if len(covered) < len(self.folder.folders):  # generating is the costly part: train on what is there
+                logger.warning(
+                    "training on the %d of the %d subjects of %s that %s covers", len(covered), len(self.folder.folders), config.data_root, config.generated_root
                 )
+                self.folder.folders = covered
+                self.size = len(covered)
 
     def _generated_inputs(self, k: int) -> Tensor | None:
         """The diffusion model's views of sample ``k``'s subject ``[6, 3, H, W]``, or None (clean inputs this time)."""
