@@ -4,13 +4,14 @@ the diffusion model's views of training subjects (for training the reconstructor
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
 import tyro
 
 from facelift.cli.common import resolve_device
+from facelift.training.generated import GeneratedViewsSettings
 
 _Resolution = Annotated[int, tyro.conf.arg(aliases=("--res",))]
 
@@ -137,18 +138,8 @@ class SynthGeneratedCommand:
     """Subjects to cover from --start, in name order (default: all)."""
     start: int = 0
     """First subject (position in name order)."""
-    samples: int = 2
-    """Diffusion samples per subject."""
-    steps: int = 20
-    """Denoising steps."""
-    solver: Literal["ddim", "dpmsolver++"] = "dpmsolver++"
-    """Sampler."""
-    guidance: float = 3.0
-    """Classifier-free guidance scale."""
-    seed: int = 0
-    """Seeds the noise (with each subject's name and sample index)."""
-    batch_size: int = 8
-    """Subjects sampled together."""
+    sampling: tyro.conf.OmitArgPrefixes[GeneratedViewsSettings] = field(default_factory=GeneratedViewsSettings)
+    """How the views are sampled (as the evaluation samples them by default)."""
     device: str = "auto"
     """auto, cpu, cuda or cuda:N."""
     progress: bool = True
@@ -157,7 +148,7 @@ class SynthGeneratedCommand:
     def run(self) -> int:
         from facelift.models.mvdiffusion import MultiViewDiffusion
         from facelift.pipeline.facelift import FaceLiftPipeline, is_pipeline_folder
-        from facelift.training.generated import GeneratedViewsSettings, write_generated_views
+        from facelift.training.generated import write_generated_views
 
         if not self.data.is_dir():
             raise FileNotFoundError(f"training folder {self.data} does not exist (write it with: facelift synth heads --out DIR, then pass DIR/train)")
@@ -170,8 +161,7 @@ class SynthGeneratedCommand:
             diffusion = MultiViewDiffusion.from_pretrained(self.weights).to(device).eval()
         else:
             raise FileNotFoundError(f"--weights {self.weights}: not default, a weights folder or a diffusion model's folder")
-        settings = GeneratedViewsSettings(self.samples, self.steps, self.solver, self.guidance, seed=self.seed, batch_size=self.batch_size)
-        summary = write_generated_views(diffusion, self.data, self.out, settings, count=self.count, start=self.start, progress=self.progress)
+        summary = write_generated_views(diffusion, self.data, self.out, self.sampling, count=self.count, start=self.start, progress=self.progress)
         print(json.dumps({"out": str(summary.out), "written": summary.written, "skipped": summary.skipped, "seconds": round(summary.seconds, 2)}))
         return 0
 
