@@ -59,7 +59,8 @@ class GeneratedViewsSettings:
     seed: int = 0
     """Seeds every subject's noise (with the subject's name and the sample index)."""
     batch_size: int = 8
-    """Subjects sampled together (each with its own generator, so the result does not depend on it)."""
+    """Subjects sampled together (each with its own generator, so the result depends on it only through float
+    rounding: within one 8-bit level in the tests)."""
 
     def __post_init__(self) -> None:
         if self.samples < 1 or self.steps < 1 or self.batch_size < 1:
