@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -69,7 +71,6 @@ def test_an_eight_view_diffusion_model_runs_end_to_end(tmp_path):
 
 
 def test_fitting_the_photo_moves_its_render_toward_it_and_travels_with_the_weights(pipe, tmp_path):
-    import json
 
     plain = pipe(SAMPLE_PHOTO, seed=0, steps=1)
     fitted = pipe(SAMPLE_PHOTO, seed=0, steps=1, fit_input=20)
@@ -98,7 +99,6 @@ def test_fitting_the_photo_moves_its_render_toward_it_and_travels_with_the_weigh
 
 
 def test_averaging_samples_is_the_mean_of_seeded_samples_and_travels_with_the_weights(pipe, tmp_path):
-    import json
 
     from facelift.pipeline.facelift import sample_seed
 
@@ -156,7 +156,6 @@ def test_refinement_is_timed_and_keeps_the_gaussians(pipe):
 
 
 def test_pruning_settings_travel_with_the_weights(tmp_path, pipe):
-    import json
 
     from facelift.gaussians import PruneSettings
 
@@ -196,6 +195,29 @@ def test_reconstructor_only_loads_each_kind_of_weights(tmp_path, pipe, monkeypat
     assert ReconstructorOnly.load(ckpt).prune_settings == PruneSettings()
     with pytest.raises(FileNotFoundError, match="not a facelift weights folder"):
         ReconstructorOnly.load(tmp_path / "nothing")
+
+
+def test_a_second_reconstructor_for_real_views_round_trips_and_serves_reconstructor_only(tmp_path, pipe):
+    # A pipeline whose GS-LRM was trained on generated views keeps a second one for real posed views: the pipeline
+    # runs its own, ReconstructorOnly (reconstruct-views, eval --mode reconstructor) the second.
+    from facelift.models.gslrm import GSLRM
+    from facelift.pipeline.facelift import ReconstructorOnly
+
+    views_model = GSLRM(pipe.reconstructor.config)
+    views_model.init_weights(torch.Generator().manual_seed(5))
+    folder = FaceLiftPipeline(pipe.diffusion, pipe.reconstructor, views_reconstructor=views_model).save_pretrained(tmp_path / "w")
+    assert json.loads((folder / "facelift_pipeline.json").read_text())["gslrm_views"] == "gslrm-views"
+    images, cams = torch.rand(6, 3, 16, 16), facelift_views(resolution=16)
+    own, other = (ReconstructorOnly(m).reconstruct(images, cams, prune=False).means for m in (pipe.reconstructor, views_model))
+    assert not torch.allclose(own, other)
+    loaded = FaceLiftPipeline.from_pretrained(folder)
+    torch.testing.assert_close(loaded.reconstruct(images, cams, prune=False).means, own)
+    torch.testing.assert_close(ReconstructorOnly.load(folder).reconstruct(images, cams, prune=False).means, other)
+    again = loaded.save_pretrained(tmp_path / "again")  # kept through a load and save
+    torch.testing.assert_close(ReconstructorOnly.load(again).reconstruct(images, cams, prune=False).means, other)
+    plain = FaceLiftPipeline(pipe.diffusion, pipe.reconstructor).save_pretrained(tmp_path / "plain")
+    assert not (plain / "gslrm-views").exists()
+    torch.testing.assert_close(ReconstructorOnly.load(plain).reconstruct(images, cams, prune=False).means, own)
 
 
 def test_weights_specs_are_checked(tmp_path):

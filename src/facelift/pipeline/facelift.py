@@ -4,7 +4,8 @@ Weights are named by a spec string (:func:`resolve_weights`):
 
 - ``default``: the weights bundled with facelift (``facelift/weights/default``);
 - a folder written by :meth:`FaceLiftPipeline.save_pretrained` (``facelift_pipeline.json``, ``mvdiffusion/``,
-  ``gslrm/``);
+  ``gslrm/`` and, optionally, ``gslrm-views/``: a second GS-LRM for real posed views, see
+  :class:`ReconstructorOnly`);
 - ``official:GSLRM_CKPT,DIFFUSION_FOLDER``: the authors' released GS-LRM checkpoint (``ckpt_*.pt``) and
   diffusers folder (``pipeckpts/``).
 
@@ -49,6 +50,7 @@ DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "default"
 """Where the bundled default weights live inside the package."""
 PIPELINE_FORMAT = "facelift.pipeline/1"
 _META = "facelift_pipeline.json"
+_VIEWS_GSLRM = "gslrm-views"
 
 
 def sample_seed(seed: int, k: int) -> int:
@@ -164,6 +166,11 @@ class FaceLiftPipeline:
         num_samples: diffusion samples per photo whose reconstructions a call averages
             (:meth:`generate_samples`, :meth:`reconstruct`); 1 is the plain pipeline (a weights folder records its
             own under ``num_samples``).
+        views_reconstructor: optional second :class:`GSLRM` for real posed views, for when ``reconstructor`` was
+            trained on the diffusion model's own views (which it then reconstructs better, and real views worse).
+            The pipeline never runs it; :meth:`save_pretrained` writes it as ``gslrm-views/`` and
+            :meth:`ReconstructorOnly.load` (``facelift reconstruct-views``, ``facelift eval --mode
+            reconstructor``) prefers it. None: ``reconstructor`` serves both.
 
     Example:
         >>> pipe = FaceLiftPipeline.from_pretrained("default")  # doctest: +SKIP
@@ -182,7 +189,9 @@ class FaceLiftPipeline:
         prune_settings: PruneSettings | None = None,
         fit_input_steps: int = 0,
         num_samples: int = 1,
+        views_reconstructor: GSLRM | None = None,
     ) -> None:
+        self.views_reconstructor = views_reconstructor.eval() if views_reconstructor is not None else None
         self.fit_input_steps = _check_count("fit_input_steps", fit_input_steps, 0)
         self.num_samples = _check_count("num_samples", num_samples, 1)
         self.device = torch.device(device)
@@ -214,13 +223,16 @@ class FaceLiftPipeline:
             meta = _read_meta(weights.folder)
             diffusion = MultiViewDiffusion.from_pretrained(weights.folder / meta.get("mvdiffusion", "mvdiffusion"))
             reconstructor = GSLRM.from_pretrained(weights.folder / meta.get("gslrm", "gslrm"))
+            if meta.get("gslrm_views"):
+                kwargs.setdefault("views_reconstructor", GSLRM.from_pretrained(weights.folder / meta["gslrm_views"]))
             kwargs.setdefault("prune_settings", PruneSettings.from_dict(meta.get("prune", {})))
             kwargs.setdefault("fit_input_steps", int(meta.get("fit_input_steps", 0)))
             kwargs.setdefault("num_samples", int(meta.get("num_samples", 1)))
         return cls(diffusion, reconstructor, device=device, **kwargs)
 
     def save_pretrained(self, directory: str | os.PathLike, *, overwrite: bool = True, dtype: torch.dtype | None = None) -> Path:
-        """Write a weights folder (``facelift_pipeline.json``, ``mvdiffusion/``, ``gslrm/``) atomically."""
+        """Write a weights folder (``facelift_pipeline.json``, ``mvdiffusion/``, ``gslrm/``, ``gslrm-views/`` when there
+        is a ``views_reconstructor``) atomically."""
         directory = Path(directory)
         with staged_output_dir(directory, overwrite=overwrite) as tmp:
             self.diffusion.save_pretrained(tmp / "mvdiffusion", dtype=dtype)
@@ -229,6 +241,9 @@ class FaceLiftPipeline:
                 "format": PIPELINE_FORMAT, "mvdiffusion": "mvdiffusion", "gslrm": "gslrm", "prune": self.prune_settings.to_dict(),
                 "fit_input_steps": self.fit_input_steps, "num_samples": self.num_samples,
             }  # fmt: skip
+            if self.views_reconstructor is not None:
+                self.views_reconstructor.save_pretrained(tmp / _VIEWS_GSLRM, dtype=dtype)
+                meta["gslrm_views"] = _VIEWS_GSLRM
             atomic_write_text(tmp / _META, json.dumps(meta, indent=2) + "\n")
         return directory
 
@@ -486,8 +501,8 @@ class ReconstructorOnly:
     """The reconstruction half of a pipeline (:meth:`FaceLiftPipeline.reconstruct` and ``render``), for posed views
     that need no diffusion model (``facelift reconstruct-views``, ``facelift eval --mode reconstructor``).
 
-    :meth:`load` takes a pipeline weights spec (only its ``gslrm/`` and pruning are read; the diffusion model is not
-    loaded), a bare GS-LRM folder (``config.json`` + ``model.safetensors``, e.g. a training run's ``final/``: pruned
+    :meth:`load` takes a pipeline weights spec (only its GS-LRM and pruning are read, the diffusion model is not
+    loaded; its ``gslrm-views/`` when it has one, for a pipeline whose ``gslrm/`` was trained on generated views), a bare GS-LRM folder (``config.json`` + ``model.safetensors``, e.g. a training run's ``final/``: pruned
     like facelift's own models) or the authors' GS-LRM checkpoint file alone (``ckpt_*.pt``: the reference rules).
     """
 
@@ -517,7 +532,7 @@ class ReconstructorOnly:
         if weights.kind == "official":
             return cls(GSLRM.from_official_checkpoint(weights.gslrm_checkpoint), device=device, autocast_dtype=autocast)
         meta = _read_meta(weights.folder)
-        reconstructor = GSLRM.from_pretrained(weights.folder / meta.get("gslrm", "gslrm"))
+        reconstructor = GSLRM.from_pretrained(weights.folder / (meta.get("gslrm_views") or meta.get("gslrm", "gslrm")))
         return cls(reconstructor, device=device, prune_settings=PruneSettings.from_dict(meta.get("prune", {})))
 
     reconstruct = FaceLiftPipeline.reconstruct

@@ -155,8 +155,13 @@ DEFAULT_NUM_SAMPLES = 2
 (:meth:`facelift.pipeline.facelift.FaceLiftPipeline.generate_views`)."""
 
 
-def assemble_weights(mvdiff_folder: Path, gslrm_folder: Path, out: Path, *, limit: int = FILE_LIMIT) -> dict[str, int]:
+def assemble_weights(
+    mvdiff_folder: Path, gslrm_folder: Path, out: Path, *, views_gslrm_folder: Path | None = None, limit: int = FILE_LIMIT
+) -> dict[str, int]:
     """Write the two models as one fp16 pipeline weights folder (atomically); keeps an existing model card.
+
+    ``views_gslrm_folder``: optional GS-LRM for real posed views, written as ``gslrm-views/`` (see
+    :class:`facelift.pipeline.facelift.FaceLiftPipeline`'s ``views_reconstructor``).
 
     Returns:
         ``{relative path: bytes}`` of every file written.
@@ -178,6 +183,7 @@ def assemble_weights(mvdiff_folder: Path, gslrm_folder: Path, out: Path, *, limi
         prune_settings=PruneSettings.procedural(),
         fit_input_steps=DEFAULT_FIT_INPUT_STEPS,
         num_samples=DEFAULT_NUM_SAMPLES,
+        views_reconstructor=GSLRM.from_pretrained(views_gslrm_folder) if views_gslrm_folder is not None else None,
     )
     pipe.save_pretrained(out, dtype=torch.float16)
     if kept is not None:
