@@ -91,6 +91,22 @@ def test_reconstructor_mode_and_view_subsets(tiny_weights, tmp_path):
         evaluate(_settings(tiny_weights / "gslrm", subjects=1), tmp_path / "bare2", progress=False)
 
 
+def test_reconstructor_mode_uses_the_folders_reconstructor_for_real_views(tiny_weights, tmp_path):
+    # A folder with gslrm-views/ (its gslrm/ trained on generated views): the ground-truth views go to gslrm-views/.
+    from facelift.models.gslrm import GSLRM
+    from facelift.pipeline.facelift import FaceLiftPipeline
+
+    pipe = FaceLiftPipeline.from_pretrained(tiny_weights)
+    other = GSLRM(pipe.reconstructor.config)
+    other.init_weights(torch.Generator().manual_seed(3))
+    both = FaceLiftPipeline(pipe.diffusion, pipe.reconstructor, prune_settings=pipe.prune_settings, views_reconstructor=other)
+    folder = both.save_pretrained(tmp_path / "both")
+    recon = evaluate(_settings(folder, mode="reconstructor", subjects=1), tmp_path / "r", progress=False)
+    views_alone = evaluate(_settings(folder / "gslrm-views", mode="reconstructor", subjects=1), tmp_path / "v", progress=False)
+    own_alone = evaluate(_settings(folder / "gslrm", mode="reconstructor", subjects=1), tmp_path / "o", progress=False)
+    assert recon["metrics"] == views_alone["metrics"] and recon["metrics"] != own_alone["metrics"]
+
+
 def test_refinement_and_pruning_are_part_of_the_settings(tiny_weights, tmp_path):
     import json
 

@@ -230,6 +230,9 @@ def _load_pipeline(settings: EvalSettings, device: torch.device):
             raise ValueError(f"{settings.weights} is a GS-LRM folder, not a pipeline: evaluate it with --mode reconstructor")
         return ReconstructorOnly.load(settings.weights, device=device)
     pipe = FaceLiftPipeline.from_pretrained(settings.weights, device=device)
+    if settings.mode == "reconstructor" and pipe.views_reconstructor is not None:
+        # The ground-truth views are real posed views: the folder's gslrm-views/, as `facelift reconstruct-views` uses.
+        pipe.reconstructor = pipe.views_reconstructor.to(device).eval()
     if settings.attention != "trained":
         pipe.diffusion.set_attention(settings.attention)
     return pipe
