@@ -22,7 +22,8 @@ from pathlib import Path
 
 import torch
 
-from facelift.training.recipe import RecipeConfig, assemble_weights, recipe_stage_configs
+from facelift.pipeline.facelift import DEFAULT_WEIGHTS
+from facelift.training.recipe import RecipeConfig, assemble_weights, assembled_reconstructors, recipe_stage_configs
 
 
 def main() -> int:
@@ -43,7 +44,9 @@ def main() -> int:
     if args.stage == "assemble":
         if args.weights_out is None:
             parser.error("assemble needs WEIGHTS_OUT")
-        sizes = assemble_weights(args.out / "mvdiff" / "final", args.out / "gslrm-heads" / "final", args.weights_out)
+        # The stages continued the bundled weights: a gslrm-views/ there gets the heads stage's result (see the function).
+        gslrm, views = assembled_reconstructors(args.out / "gslrm-heads" / "final", DEFAULT_WEIGHTS)
+        sizes = assemble_weights(args.out / "mvdiff" / "final", gslrm, args.weights_out, views_gslrm_folder=views)
         print(json.dumps({"assembled": str(args.weights_out), "mib": round(sum(sizes.values()) / 2**20, 1)}))
         return 0
 

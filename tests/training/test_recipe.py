@@ -20,6 +20,7 @@ from facelift.training.recipe import (
     RECIPE_STAGES,
     RecipeConfig,
     assemble_weights,
+    assembled_reconstructors,
     recipe_stage_configs,
 )
 
@@ -84,8 +85,20 @@ def test_from_shipped_continues_the_bundled_models(tmp_path):
     configs = recipe_stage_configs(RecipeConfig(out_dir=tmp_path, from_shipped=True))
     assert list(configs) == ["mvdiff", "gslrm-heads"]  # no VAE or objects stage
     assert configs["mvdiff"].init_from == DEFAULT_WEIGHTS / "mvdiffusion" and configs["mvdiff"].vae_from is None
-    assert configs["gslrm-heads"].init_from == DEFAULT_WEIGHTS / "gslrm"
-    assert configs["gslrm-heads"].model == GSLRM.from_pretrained(DEFAULT_WEIGHTS / "gslrm").config
+    # The heads stage trains on clean renders: it continues the reconstructor for real views (gslrm-views/), and
+    # assembly puts its result back there, beside the shipped pipeline reconstructor (trained on generated views).
+    assert configs["gslrm-heads"].init_from == DEFAULT_WEIGHTS / "gslrm-views"
+    assert configs["gslrm-heads"].model == GSLRM.from_pretrained(DEFAULT_WEIGHTS / "gslrm-views").config
+    final = tmp_path / "gslrm-heads" / "final"
+    assert assembled_reconstructors(final, DEFAULT_WEIGHTS) == (DEFAULT_WEIGHTS / "gslrm", final)
+    assert assembled_reconstructors(final, None) == (final, None)  # the full recipe: one reconstructor
+
+
+def test_from_shipped_weights_without_a_views_reconstructor_continue_their_only_one(tiny_recipe, tmp_path):
+    configs = recipe_stage_configs(RecipeConfig(out_dir=tmp_path, from_shipped=True, shipped=tiny_recipe / "weights"))
+    assert configs["gslrm-heads"].init_from == tiny_recipe / "weights" / "gslrm"
+    final = tmp_path / "gslrm-heads" / "final"
+    assert assembled_reconstructors(final, tiny_recipe / "weights") == (final, None)
 
 
 def test_assemble_refuses_oversized_files(tiny_recipe, tmp_path):

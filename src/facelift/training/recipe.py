@@ -11,7 +11,9 @@ checkpoints when the recipe is run again):
    checked against the 16 MiB limit of the bundled weights), loadable by ``FaceLiftPipeline.from_pretrained``.
 
 ``--from-shipped`` continues from the bundled weights instead: the VAE and objects stages are skipped, the
-diffusion model and the heads stage start from the shipped models (so every run can improve them).
+diffusion model and the heads stage start from the shipped models (so every run can improve them); where the
+shipped folder keeps a ``gslrm-views/`` (its ``gslrm/`` trained on generated views), the heads stage, which trains
+on clean renders, continues that one and is assembled back into it (:func:`assembled_reconstructors`).
 Data is rendered on the fly on the training device unless ``--heads-root`` / ``--objects-root`` name
 folders written by ``facelift synth``. The recipe records finished stages in ``out_dir/recipe.json``
 (atomically) and skips them when run again.
@@ -30,7 +32,7 @@ import torch
 
 from facelift.utils.io import atomic_write_text
 
-__all__ = ["RECIPE_STAGES", "RecipeConfig", "recipe_stage_configs", "assemble_weights", "train_all"]
+__all__ = ["RECIPE_STAGES", "RecipeConfig", "assembled_reconstructors", "recipe_stage_configs", "assemble_weights", "train_all"]
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +92,18 @@ def _shipped_folder(config: RecipeConfig) -> Path:
     return resolve_weights(str(config.shipped) if config.shipped is not None else "default").folder
 
 
+def assembled_reconstructors(gslrm_final: Path, shipped: Path | None) -> tuple[Path, Path | None]:
+    """``(pipeline GS-LRM, GS-LRM for real views or None)`` to assemble after a heads stage.
+
+    The heads stage trains on clean renders. When it continued shipped weights that keep a ``gslrm-views/`` (their
+    ``gslrm/`` trained on generated views), it continued that one: its result becomes the new ``gslrm-views/`` and
+    the shipped ``gslrm/`` stays the pipeline's. Otherwise the heads stage's result is the only reconstructor.
+    """
+    if shipped is not None and (shipped / "gslrm-views").is_dir():
+        return shipped / "gslrm", gslrm_final
+    return gslrm_final, None
+
+
 def recipe_stage_configs(config: RecipeConfig) -> dict[str, Any]:
     """The trainer config of every training stage (``vae``, ``mvdiff``, ``gslrm-objects``, ``gslrm-heads``);
     with ``from_shipped`` the skipped stages are absent."""
@@ -130,8 +144,9 @@ def recipe_stage_configs(config: RecipeConfig) -> dict[str, Any]:
         if not meta.get("config"):
             raise ValueError(f"{shipped / 'mvdiffusion'} records no facelift model config; it cannot be continued")
         mvdiff = replace(mvdiff, model=MVDiffusionConfig.from_dict(meta["config"]), init_from=shipped / "mvdiffusion", vae_from=None)
-        gslrm = replace(gslrm, model=GSLRMConfig.from_json((shipped / "gslrm" / "config.json").read_text()))
-        heads_init = shipped / "gslrm"
+        # The heads stage trains on clean renders: it continues the reconstructor for real views where there is one.
+        heads_init = shipped / "gslrm-views" if (shipped / "gslrm-views").is_dir() else shipped / "gslrm"
+        gslrm = replace(gslrm, model=GSLRMConfig.from_json((heads_init / "config.json").read_text()))
     else:
         stages["vae"] = replace(vae, data_root=config.heads_root, out_dir=out / "vae", **common)
         mvdiff = replace(mvdiff, vae_from=out / "vae" / "final")
@@ -232,7 +247,8 @@ def train_all(config: RecipeConfig) -> dict[str, Any]:
                 if not folder.is_dir():
                     raise FileNotFoundError(f"stage {name} has not finished ({folder} is missing): run it first")
             out = Path(config.weights_out) if config.weights_out is not None else Path(config.out_dir) / "weights"
-            sizes = assemble_weights(mvdiff_final, gslrm_final, out)
+            gslrm_folder, views_folder = assembled_reconstructors(gslrm_final, _shipped_folder(config) if config.from_shipped else None)
+            sizes = assemble_weights(mvdiff_final, gslrm_folder, out, views_gslrm_folder=views_folder)
             report[stage] = {"folder": str(out), "files": sizes, "total_bytes": sum(sizes.values())}
             logger.info("assembled %s (%.1f MiB)", out, sum(sizes.values()) / 2**20)
             continue
