@@ -502,8 +502,9 @@ class ReconstructorOnly:
     that need no diffusion model (``facelift reconstruct-views``, ``facelift eval --mode reconstructor``).
 
     :meth:`load` takes a pipeline weights spec (only its GS-LRM and pruning are read, the diffusion model is not
-    loaded; its ``gslrm-views/`` when it has one, for a pipeline whose ``gslrm/`` was trained on generated views), a bare GS-LRM folder (``config.json`` + ``model.safetensors``, e.g. a training run's ``final/``: pruned
-    like facelift's own models) or the authors' GS-LRM checkpoint file alone (``ckpt_*.pt``: the reference rules).
+    loaded; its ``gslrm-views/`` when it has one, for a pipeline whose ``gslrm/`` was trained on generated views),
+    a bare GS-LRM folder (``config.json`` + ``model.safetensors``, e.g. a training run's ``final/``: pruned like
+    facelift's own models) or the authors' GS-LRM checkpoint file alone (``ckpt_*.pt``: the reference rules).
     """
 
     diffusion = None
