@@ -42,7 +42,7 @@ from facelift.preprocess.image import to_image
 from facelift.rendering.rasterize import rasterize
 from facelift.utils.io import atomic_write_text, staged_output_dir
 
-__all__ = ["DEFAULT_WEIGHTS", "FaceLiftPipeline", "FaceLiftResult", "ReconstructorOnly", "WeightsSpec", "is_gslrm_folder", "is_pipeline_folder", "resolve_weights", "sample_seed"]
+__all__ = ["DEFAULT_WEIGHTS", "FaceLiftPipeline", "FaceLiftResult", "ReconstructorOnly", "WeightsSpec", "is_gslrm_folder", "is_pipeline_folder", "reconstructor_folders", "resolve_weights", "sample_seed"]
 
 logger = logging.getLogger(__name__)
 
@@ -123,6 +123,15 @@ def _read_meta(folder: Path) -> dict[str, Any]:
     if meta.get("format") != PIPELINE_FORMAT:
         raise ValueError(f"{folder}: unsupported weights format {meta.get('format')!r}")
     return meta
+
+
+def reconstructor_folders(folder: str | os.PathLike) -> tuple[Path, Path | None]:
+    """A pipeline weights folder's GS-LRM folders, as its ``facelift_pipeline.json`` names them: ``(the
+    pipeline's, the one for real posed views or None)`` (``gslrm/``, ``gslrm-views/``)."""
+    folder = Path(folder)
+    meta = _read_meta(folder)
+    views = meta.get("gslrm_views")
+    return folder / meta.get("gslrm", "gslrm"), (folder / views if views else None)
 
 
 @dataclass
@@ -222,9 +231,10 @@ class FaceLiftPipeline:
         else:
             meta = _read_meta(weights.folder)
             diffusion = MultiViewDiffusion.from_pretrained(weights.folder / meta.get("mvdiffusion", "mvdiffusion"))
-            reconstructor = GSLRM.from_pretrained(weights.folder / meta.get("gslrm", "gslrm"))
-            if meta.get("gslrm_views"):
-                kwargs.setdefault("views_reconstructor", GSLRM.from_pretrained(weights.folder / meta["gslrm_views"]))
+            own, views = reconstructor_folders(weights.folder)
+            reconstructor = GSLRM.from_pretrained(own)
+            if views is not None:
+                kwargs.setdefault("views_reconstructor", GSLRM.from_pretrained(views))
             kwargs.setdefault("prune_settings", PruneSettings.from_dict(meta.get("prune", {})))
             kwargs.setdefault("fit_input_steps", int(meta.get("fit_input_steps", 0)))
             kwargs.setdefault("num_samples", int(meta.get("num_samples", 1)))
@@ -533,7 +543,8 @@ class ReconstructorOnly:
         if weights.kind == "official":
             return cls(GSLRM.from_official_checkpoint(weights.gslrm_checkpoint), device=device, autocast_dtype=autocast)
         meta = _read_meta(weights.folder)
-        reconstructor = GSLRM.from_pretrained(weights.folder / (meta.get("gslrm_views") or meta.get("gslrm", "gslrm")))
+        own, views = reconstructor_folders(weights.folder)
+        reconstructor = GSLRM.from_pretrained(views or own)
         return cls(reconstructor, device=device, prune_settings=PruneSettings.from_dict(meta.get("prune", {})))
 
     reconstruct = FaceLiftPipeline.reconstruct

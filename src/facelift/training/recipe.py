@@ -99,8 +99,12 @@ def assembled_reconstructors(gslrm_final: Path, shipped: Path | None) -> tuple[P
     ``gslrm/`` trained on generated views), it continued that one: its result becomes the new ``gslrm-views/`` and
     the shipped ``gslrm/`` stays the pipeline's. Otherwise the heads stage's result is the only reconstructor.
     """
-    if shipped is not None and (shipped / "gslrm-views").is_dir():
-        return shipped / "gslrm", gslrm_final
+    from facelift.pipeline.facelift import reconstructor_folders
+
+    if shipped is not None:
+        own, views = reconstructor_folders(shipped)
+        if views is not None:
+            return own, gslrm_final
     return gslrm_final, None
 
 
@@ -137,6 +141,7 @@ def recipe_stage_configs(config: RecipeConfig) -> dict[str, Any]:
     heads_init: Path | None = objects_final
     if config.from_shipped:
         from facelift.models.mvdiffusion.config import MVDiffusionConfig
+        from facelift.pipeline.facelift import reconstructor_folders
 
         shipped = _shipped_folder(config)
         # The architectures come from the folders' config files (the weights are loaded by the trainers).
@@ -145,7 +150,8 @@ def recipe_stage_configs(config: RecipeConfig) -> dict[str, Any]:
             raise ValueError(f"{shipped / 'mvdiffusion'} records no facelift model config; it cannot be continued")
         mvdiff = replace(mvdiff, model=MVDiffusionConfig.from_dict(meta["config"]), init_from=shipped / "mvdiffusion", vae_from=None)
         # The heads stage trains on clean renders: it continues the reconstructor for real views where there is one.
-        heads_init = shipped / "gslrm-views" if (shipped / "gslrm-views").is_dir() else shipped / "gslrm"
+        own, views = reconstructor_folders(shipped)
+        heads_init = views or own
         gslrm = replace(gslrm, model=GSLRMConfig.from_json((heads_init / "config.json").read_text()))
     else:
         stages["vae"] = replace(vae, data_root=config.heads_root, out_dir=out / "vae", **common)
