@@ -70,7 +70,7 @@ def test_render_on_the_demo_ply(demo_ply, tmp_path, capsys):
 def test_missing_output_parents_are_created(demo_ply, tmp_path, capsys):
     # The README's command writes to outputs/demo in a fresh clone, where outputs/ does not exist yet.
     out = tmp_path / "outputs" / "nested" / "render"
-    assert _run(["render", str(demo_ply), "--out", str(out), *TINY]) == 0
+    assert _run(["render", str(demo_ply), "-o", str(out), *TINY]) == 0
     assert (out / "gaussians.ply").is_file() and (out / "turntable.mp4").is_file()
 
 

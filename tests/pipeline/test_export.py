@@ -285,6 +285,19 @@ def test_staged_refuses_to_replace_the_working_folder(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["work"]
 
 
+def test_check_output_dir_refuses_a_parent_it_cannot_write_in(tmp_path, monkeypatch):
+    import errno
+    import tempfile
+
+    def read_only(*args, **kwargs):  # what a read-only mount answers, even to root (who passes os.access)
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(tempfile, "mkdtemp", read_only)
+    with pytest.raises(PermissionError, match="not writable .Read-only file system"):
+        check_output_dir(tmp_path / "a" / "b")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_check_output_dir_returns_an_absolute_path(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert check_output_dir("new") == tmp_path / "new"

@@ -423,14 +423,14 @@ def test_cli_synth_heads_writes_then_skips(tmp_path, capsys):
     assert (summary["rendered"], summary["skipped"]) == (2, 0)
     assert sorted(p.name for p in (out / "train").iterdir()) == ["head_000000", "head_000001", "manifest.jsonl"]
     assert len((out / "train" / "manifest.jsonl").read_text().splitlines()) == 2
-    assert _run(["synth", "heads", "--count", "2", "--out", str(out), *CLI_TINY]) == 0
+    assert _run(["synth", "heads", "--count", "2", "-o", str(out), *CLI_TINY]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert (summary["rendered"], summary["skipped"]) == (0, 2)
 
 
 def test_cli_synth_preview(tmp_path, capsys):
     sheet = tmp_path / "sheet.png"
-    assert _run(["synth", "preview", "--out", str(sheet), "--count", "2", "--res", "16", "--supersample", "1", "--device", "cpu"]) == 0
+    assert _run(["synth", "preview", "-o", str(sheet), "--count", "2", "--res", "16", "--supersample", "1", "--device", "cpu"]) == 0
     with Image.open(sheet) as im:
         assert im.size == (4 * 16 + 3 * 2, 2 * 16 + 2)
 

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Callable, NoReturn
+from pathlib import Path
+from typing import Annotated, Callable, NoReturn
 
 import torch
+import tyro
 
 EXPECTED_ERRORS = (ValueError, OSError, ImportError, RuntimeError)
+
+OutPath = Annotated[Path, tyro.conf.arg(aliases=["-o"])]
+"""The type of every command's output option: ``--out PATH`` or ``-o PATH``."""
 
 
 def resolve_device(device: str) -> torch.device:

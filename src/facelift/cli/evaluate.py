@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 import tyro
 
-from facelift.cli.common import resolve_device
+from facelift.cli.common import OutPath, resolve_device
 from facelift.evaluation.bench import BenchSettings
 from facelift.evaluation.runner import EvalSettings
 
@@ -23,7 +23,7 @@ class EvalCommand:
     side; --ablation NAME applies one of the ready ablation configurations (--list-ablations)."""
 
     settings: Annotated[EvalSettings, tyro.conf.OmitArgPrefixes] = dataclasses.field(default_factory=EvalSettings)
-    out: Annotated[Path, tyro.conf.arg(aliases=["-o"])] = Path("outputs/eval")
+    out: OutPath = Path("outputs/eval")
     """Result folder."""
     overwrite: bool = False
     """Discard earlier results in the folder instead of resuming."""

@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 
 import tyro
 
-from facelift.cli.common import resolve_device
+from facelift.cli.common import OutPath, resolve_device
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ class ReconstructCommand:
     """Image files, folders of images, or glob patterns (quoted)."""
     sample: bool = False
     """Also reconstruct the bundled sample photo (scikit-image's astronaut, NASA, public domain)."""
-    out: Annotated[Path, tyro.conf.arg(aliases=["-o"])] = Path("outputs/reconstruct")
+    out: OutPath = Path("outputs/reconstruct")
     """Output folder (one input) or parent of one folder per input."""
     weights: str = "default"
     """default, a weights folder, or official:GSLRM_CKPT,DIFFUSION_FOLDER (the authors' released files)."""
@@ -188,7 +188,7 @@ class ReconstructViewsCommand:
     """A folder in the reference layout: opencv_cameras.json (frames with w, h, fx, fy, cx, cy, w2c, file_path)
     and the images it names, on a white background or with alpha. Cameras in facelift's world frame (z up, the
     head at the origin facing -y, cameras about 2.7 away, like the FaceLift views)."""
-    out: Annotated[Path, tyro.conf.arg(aliases=["-o"])] = Path("outputs/views")
+    out: OutPath = Path("outputs/views")
     """Output folder (created; must be empty unless --overwrite)."""
     weights: str = "default"
     """default, a weights folder, a bare GS-LRM folder (a training run's final/), the authors' GS-LRM checkpoint

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import tyro
 
-from facelift.cli.common import resolve_device
+from facelift.cli.common import OutPath, resolve_device
 from facelift.gaussians.io import load_ply
 from facelift.gaussians.procedural import demo_bust
 from facelift.pipeline.export import ExportSettings, check_output_dir, export_gaussians, staged_output_dir
@@ -20,7 +20,7 @@ from facelift.pipeline.export import ExportSettings, check_output_dir, export_ga
 class DemoCommand:
     """Render the built-in procedural bust: six views, PLY, .splat and a turntable video."""
 
-    out: Path = Path("outputs/demo")
+    out: OutPath = Path("outputs/demo")
     """Output folder (created; must be empty unless --overwrite)."""
     resolution: int = 256
     """Size of the renders and video frames in pixels."""
@@ -52,7 +52,7 @@ class RenderCommand:
 
     ply: Annotated[Path, tyro.conf.Positional]
     """Input .ply file."""
-    out: Path = Path("outputs/render")
+    out: OutPath = Path("outputs/render")
     """Output folder (created; must be empty unless --overwrite)."""
     resolution: int = 512
     """Size of the renders and video frames in pixels."""

@@ -10,7 +10,7 @@ from typing import Annotated, Literal, Union
 
 import tyro
 
-from facelift.cli.common import resolve_device
+from facelift.cli.common import OutPath, resolve_device
 from facelift.training.generated import GeneratedViewsSettings
 
 _Resolution = Annotated[int, tyro.conf.arg(aliases=("--res",))]
@@ -27,7 +27,7 @@ def _check(count: int, resolution: int, supersample: int) -> None:
 
 @dataclass
 class _GenerateCommand:
-    out: Path
+    out: OutPath
     """Output root: subjects go to OUT/<split>/<name>/, with OUT/<split>/manifest.jsonl."""
     count: int
     """Number of subjects to render (indices start .. start + count - 1 of the split)."""
@@ -93,7 +93,7 @@ class SynthPreviewCommand:
     """Contact sheet: subjects (rows) x front, front-right, right and back views on white; the first half
     of the rows in ambient light, the rest under random key lights."""
 
-    out: Path
+    out: OutPath
     """Output image (.png or .jpg)."""
     kind: Literal["heads", "objects"] = "heads"
     """heads or objects."""
@@ -129,7 +129,7 @@ class SynthGeneratedCommand:
 
     data: Path
     """A split folder written by facelift synth heads (DIR/train)."""
-    out: Path
+    out: OutPath
     """Output folder (generated.json and OUT/<subject>/sample_<k>.png)."""
     weights: str = "default"
     """Whose diffusion model samples the views: default, a weights folder, or a diffusion model's folder (a

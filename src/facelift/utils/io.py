@@ -119,8 +119,11 @@ def check_output_dir(path: str | os.PathLike, *, overwrite: bool = False) -> Pat
         parent = parent.parent
     if not parent.is_dir():
         raise FileExistsError(f"cannot create {path}: {parent} is not a folder")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise PermissionError(f"cannot create {path}: folder {parent} is not writable")
+    # A real write, not os.access: root passes os.access on read-only mounts and pseudo file systems (/proc).
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".facelift-probe.", dir=parent))
+    except OSError as err:
+        raise PermissionError(f"cannot create {path}: folder {parent} is not writable ({err.strerror or err})") from err
     return path
 
 
