@@ -27,8 +27,24 @@ COMMANDS = {
 }
 
 
+def version_line() -> str:
+    """``facelift 0.1.0 (torch 2.13.0+cpu, CUDA: none)``: what ``facelift --version`` prints."""
+    import torch
+
+    import facelift
+
+    cuda = f"CUDA {torch.version.cuda}" if torch.version.cuda else "CUDA: none"
+    if torch.version.cuda:
+        cuda += f", {torch.cuda.device_count()} device(s)" if torch.cuda.is_available() else ", no device"
+    return f"facelift {facelift.__version__} (torch {torch.__version__}, {cuda})"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` and run the chosen subcommand; returns the exit code."""
+    args = sys.argv[1:] if argv is None else argv
+    if args in (["--version"], ["-V"]):
+        print(version_line())
+        return 0
     command = tyro.extras.subcommand_cli_from_dict(COMMANDS, args=argv, prog="facelift")
     return run_command(command.run)
 
