@@ -67,6 +67,23 @@ def test_render_on_the_demo_ply(demo_ply, tmp_path, capsys):
     assert [p.name for p in tmp_path.iterdir()] == ["render"]
 
 
+def test_render_from_a_camera_file(demo_ply, tmp_path, capsys):
+    from facelift.cameras import orbit_cameras, read_opencv_cameras, write_opencv_cameras
+
+    cams = orbit_cameras(torch.tensor([0.0, 120.0]), torch.tensor([15.0, 0.0]), width=20, height=16)
+    write_opencv_cameras(tmp_path / "mine.json", cams, file_paths=["shots/left.jpg", "shots/right.jpg"])
+    out = tmp_path / "render"
+    args = ["render", str(demo_ply), "-o", str(out), "--cameras", str(tmp_path / "mine.json"), "--turntable-elevation", "20"]
+    assert _run([*args, *TINY]) == 0
+    assert json.loads(capsys.readouterr().out)["files"].endswith("cameras/")
+    back, files, _ = read_opencv_cameras(out / "cameras" / "opencv_cameras.json")
+    assert files == ["left.png", "right.png"] and back.width == 20
+    from PIL import Image
+
+    with Image.open(out / "cameras" / "right.png") as im:
+        assert (im.mode, im.size) == ("RGBA", (20, 16))
+
+
 def test_missing_output_parents_are_created(demo_ply, tmp_path, capsys):
     # The README's command writes to outputs/demo in a fresh clone, where outputs/ does not exist yet.
     out = tmp_path / "outputs" / "nested" / "render"
@@ -167,6 +184,7 @@ def test_the_commands_the_docs_quote_still_parse():
             except SystemExit:
                 pytest.fail(f"{name}: the command does not parse: facelift {' '.join(args)}\n{err.getvalue()}")
 
+
 def test_usage_errors_exit_two(capsys):
     assert _run([]) == 2
     assert _run(["render"]) == 2  # no PLY
@@ -212,6 +230,9 @@ ERROR_CASES = {
     "unknown device": (["demo", "--out", "{out}", "--device", "bogus"], ["bogus"]),
     "meta device": (["render", "{ply}", "--out", "{out}", "--device", "meta"], ["meta"]),
     "cuda unavailable": (["render", "{ply}", "--out", "{out}", "--device", "cuda"], ["cuda", "not available"]),
+    "missing camera file": (["render", "{ply}", "--out", "{out}", "--cameras", "{inputs}/cams.json"], ["cams.json", "not found"]),
+    "camera file not JSON": (["render", "{ply}", "--out", "{out}", "--cameras", "{inputs}/text.ply"], ["text.ply", "JSON"]),
+    "turntable straight down": (["render", "{ply}", "--out", "{out}", "--turntable-elevation", "90"], ["--turntable-elevation"]),
 }
 
 

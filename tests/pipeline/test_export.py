@@ -12,11 +12,18 @@ import pytest
 import torch
 from PIL import Image
 
-from facelift.cameras import facelift_views
+from facelift.cameras import facelift_views, orbit_cameras
 from facelift.cameras.io import read_opencv_cameras
 from facelift.gaussians import load_ply
 from facelift.gaussians.procedural import demo_bust
-from facelift.pipeline.export import ExportSettings, check_output_dir, export_gaussians, staged_output_dir
+from facelift.pipeline.export import (
+    ExportSettings,
+    camera_image_names,
+    check_output_dir,
+    export_gaussians,
+    render_cameras,
+    staged_output_dir,
+)
 from facelift.rendering import rasterize
 from facelift.rendering.media import read_video_frame_count, to_uint8
 
@@ -48,6 +55,53 @@ def exported(tmp_path_factory, bust):
 
 
 # export_gaussians --------------------------------------------------------------------------------------
+
+
+# custom cameras ----------------------------------------------------------------------------------------
+
+
+def test_render_cameras_writes_rgba_that_composites_back_to_the_white_render(bust, tmp_path):
+    cams = orbit_cameras(torch.tensor([0.0, 35.0, 190.0]), torch.tensor([10.0, -25.0, 0.0]), width=40, height=30)
+    names = render_cameras(tmp_path / "cams", bust, cams, ["images/a.jpg", "images/b.jpg", "c.png"], chunk=2, backend="torch")
+    assert names == ["a.png", "b.png", "c.png"]
+    assert sorted(p.name for p in (tmp_path / "cams").iterdir()) == ["a.png", "b.png", "c.png", "opencv_cameras.json"]
+    back, files, extras = read_opencv_cameras(tmp_path / "cams" / "opencv_cameras.json")
+    assert files == names and extras["id"] == "custom_cameras"
+    torch.testing.assert_close(back.c2w, cams.c2w, atol=1e-5, rtol=0)
+    white = to_uint8(rasterize(bust, cams, backend="torch").rgb).astype(np.float64)  # [3, 30, 40, 3]
+    for name, expected in zip(names, white):
+        rgba = np.asarray(Image.open(tmp_path / "cams" / name)).astype(np.float64) / 255.0
+        assert rgba.shape == (30, 40, 4)
+        alpha = rgba[..., 3:]
+        assert 0.05 < alpha.mean() < 0.95  # the bust covers part of each view, not all of it
+        over_white = 255.0 * (rgba[..., :3] * alpha + (1.0 - alpha))
+        assert np.abs(over_white - expected).mean() < 1.0 and np.abs(over_white - expected).max() <= 6.0
+
+
+def test_camera_image_names_fall_back_to_indices():
+    assert camera_image_names(["x/a.jpg", "y/a.png"], 2) == ["000.png", "001.png"]  # same base name twice
+    assert camera_image_names(["a.jpg", ""], 2) == ["000.png", "001.png"]  # one without a file_path
+    assert camera_image_names(None, 3) == ["000.png", "001.png", "002.png"]
+    assert camera_image_names(["cam_7.jpeg"], 1) == ["cam_7.png"]
+
+
+def test_export_with_cameras_and_a_raised_turntable(bust, tmp_path):
+    cams = orbit_cameras(torch.tensor([20.0]), torch.tensor([0.0]), width=24)
+    settings = ExportSettings(resolution=RES, turntable_frames=2, turntable_elevation_deg=30.0, turntable_radius=3.0)
+    summary = export_gaussians(tmp_path, bust, settings, cameras=cams, backend="torch")
+    assert summary["files"].endswith("cameras/") and (tmp_path / "cameras" / "000.png").is_file()
+    import imageio.v2 as imageio
+
+    with imageio.get_reader(tmp_path / "turntable.mp4") as reader:
+        first = reader.get_data(0).astype(np.float64)  # [RES, RES, 3], H.264-compressed
+    raised, level = (
+        to_uint8(rasterize(bust, orbit_cameras(0.0, elevation, radius, width=RES)[None], backend="torch").rgb[0]).astype(np.float64)
+        for elevation, radius in ((30.0, 3.0), (0.0, 2.7))
+    )
+    assert np.abs(first - raised).mean() < 0.5 * np.abs(first - level).mean()
+    for bad in ({"turntable_elevation_deg": 90.0}, {"turntable_radius": 0.0}):
+        with pytest.raises(ValueError, match="turntable elevation"):
+            ExportSettings(**bad)
 
 
 def test_export_writes_exactly_the_documented_files(exported):

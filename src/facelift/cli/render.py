@@ -10,6 +10,7 @@ from typing import Annotated
 
 import tyro
 
+from facelift.cameras.io import read_opencv_cameras
 from facelift.cli.common import OutPath, resolve_device
 from facelift.gaussians.io import load_ply
 from facelift.gaussians.procedural import demo_bust
@@ -60,6 +61,15 @@ class RenderCommand:
     """Turntable frames (0: no video)."""
     fps: int = 30
     """Turntable frame rate."""
+    turntable_elevation: float = 0.0
+    """Turntable elevation in degrees, in (-90, 90); > 0 looks down."""
+    turntable_radius: float = 2.7
+    """Turntable camera distance from the head's centre (the FaceLift views' 2.7)."""
+    cameras: Path | None = None
+    """Also render from your own cameras: an opencv_cameras.json (the reference layout: frames with w, h, fx, fy,
+    cx, cy, w2c and optionally file_path; facelift's world frame, z up, the head facing -y). Written to
+    OUT/cameras/ as RGBA PNGs at each camera's size, named after the file_path entries, with their
+    opencv_cameras.json."""
     device: str = "auto"
     """auto, cpu, cuda or cuda:N."""
     overwrite: bool = False
@@ -68,18 +78,29 @@ class RenderCommand:
     def run(self) -> int:
         if self.resolution < 8 or self.frames < 0 or self.fps < 1:
             raise ValueError("need --resolution >= 8, --frames >= 0 and --fps >= 1")
+        if not (-90 < self.turntable_elevation < 90 and self.turntable_radius > 0):
+            raise ValueError("need --turntable-elevation in (-90, 90) and --turntable-radius > 0")
         device = resolve_device(self.device)
         check_output_dir(self.out, overwrite=self.overwrite)  # fail before loading, not after
+        cameras = file_paths = None
+        if self.cameras is not None:
+            if not self.cameras.is_file():
+                raise FileNotFoundError(f"camera file not found: {self.cameras}")
+            cameras, file_paths, _ = read_opencv_cameras(self.cameras)
         gaussians = load_ply(self.ply, device=device)
         if gaussians.num == 0:
             raise ValueError(f"{self.ply} holds no Gaussians")
-        return _export(gaussians, self.out, ExportSettings(self.resolution, self.frames, self.fps), self.overwrite)
+        settings = ExportSettings(
+            self.resolution, self.frames, self.fps, turntable_elevation_deg=self.turntable_elevation,
+            turntable_radius=self.turntable_radius,
+        )  # fmt: skip
+        return _export(gaussians, self.out, settings, self.overwrite, cameras=cameras, camera_files=file_paths)
 
 
-def _export(gaussians, out: Path, settings: ExportSettings, overwrite: bool) -> int:
+def _export(gaussians, out: Path, settings: ExportSettings, overwrite: bool, **extra) -> int:
     start = time.perf_counter()
     with staged_output_dir(out, overwrite=overwrite) as staging:
-        summary = export_gaussians(staging, gaussians, settings)
+        summary = export_gaussians(staging, gaussians, settings, **extra)
     summary["seconds"] = round(time.perf_counter() - start, 2)
     print(json.dumps({"out": str(out), **summary}))
     return 0

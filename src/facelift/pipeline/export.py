@@ -15,8 +15,9 @@ from pathlib import Path
 
 import torch
 
+from facelift.cameras.cameras import Cameras
 from facelift.cameras.io import write_opencv_cameras
-from facelift.cameras.orbits import FACELIFT_VIEW_NAMES, facelift_views
+from facelift.cameras.orbits import FACELIFT_VIEW_NAMES, REFERENCE_RADIUS, facelift_views
 from facelift.gaussians.container import Gaussians
 from facelift.gaussians.io import save_ply, save_splat
 from facelift.rendering.media import (
@@ -28,7 +29,10 @@ from facelift.rendering.media import (
 from facelift.rendering.rasterize import Backend, rasterize
 from facelift.utils.io import atomic_write_text, check_output_dir, staged_output_dir
 
-__all__ = ["ExportSettings", "ResultSettings", "check_output_dir", "export_gaussians", "export_result", "staged_output_dir"]
+__all__ = [
+    "ExportSettings", "ResultSettings", "check_output_dir", "export_gaussians", "export_result", "render_cameras",
+    "staged_output_dir",
+]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
@@ -45,12 +49,21 @@ class ExportSettings:
     """Turntable frame rate (the reference: 30)."""
     ply_sh_degree: int = 3
     """SH degree of the PLY file; the reference pads f_rest to degree 3."""
+    turntable_elevation_deg: float = 0.0
+    """Turntable elevation in degrees, in (-90, 90); > 0 looks down (the reference: 0)."""
+    turntable_radius: float = REFERENCE_RADIUS
+    """Turntable camera distance from the origin (the reference: 2.7)."""
 
     def __post_init__(self) -> None:
         if self.resolution < 1 or self.turntable_frames < 0 or self.fps <= 0 or self.ply_sh_degree < 0:
             raise ValueError(
                 "ExportSettings needs resolution >= 1, turntable_frames >= 0, fps > 0 and ply_sh_degree >= 0, "
                 f"got {self.resolution}, {self.turntable_frames}, {self.fps} and {self.ply_sh_degree}"
+            )
+        if not (-90.0 < self.turntable_elevation_deg < 90.0 and self.turntable_radius > 0.0):
+            raise ValueError(
+                "ExportSettings needs a turntable elevation in (-90, 90) degrees and a radius > 0, "
+                f"got {self.turntable_elevation_deg} and {self.turntable_radius}"
             )
 
 
@@ -60,12 +73,20 @@ def export_gaussians(
     gaussians: Gaussians,
     settings: ExportSettings = ExportSettings(),
     *,
+    cameras: Cameras | None = None,
+    camera_files: list[str] | None = None,
     backend: Backend = "auto",
 ) -> dict[str, float | int | str]:
     """Write the standard result files for an unbatched set of Gaussians into an existing folder.
 
     Files: ``gaussians.ply`` (3DGS layout), ``gaussians.splat``, ``multiview.png`` (six reference views side
-    by side), ``views/<index>_<name>.png``, ``views/opencv_cameras.json`` and ``turntable.mp4``.
+    by side), ``views/<index>_<name>.png``, ``views/opencv_cameras.json`` and ``turntable.mp4``; with
+    ``cameras``, also ``cameras/`` (:func:`render_cameras`).
+
+    Args:
+        cameras: ``[C]`` extra cameras to render from (at their own image size), e.g. from
+            :func:`facelift.cameras.read_opencv_cameras`.
+        camera_files: their ``file_path`` entries, used to name the images (see :func:`render_cameras`).
 
     Returns:
         A summary (number of Gaussians, files written).
@@ -87,12 +108,72 @@ def export_gaussians(
     write_opencv_cameras(views / "opencv_cameras.json", cams.to("cpu"), file_paths=names, id="facelift_views")
     files = ["gaussians.ply", "gaussians.splat", "multiview.png", "views/"]
     if settings.turntable_frames > 0:
-        frames = render_turntable(gaussians, settings.turntable_frames, settings.resolution, backend=backend)
+        frames = render_turntable(
+            gaussians, settings.turntable_frames, settings.resolution, radius=settings.turntable_radius,
+            elevation_deg=settings.turntable_elevation_deg, backend=backend,
+        )  # fmt: skip
         write_video(out / "turntable.mp4", frames, fps=settings.fps)
         files.append("turntable.mp4")
+    if cameras is not None:
+        render_cameras(out / "cameras", gaussians, cameras, camera_files, backend=backend)
+        files.append("cameras/")
     summary = {"num_gaussians": gaussians.num, "resolution": settings.resolution, "files": ", ".join(files)}
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def camera_image_names(file_paths: list[str] | None, count: int) -> list[str]:
+    """PNG names for ``count`` rendered cameras: the ``file_path`` entries' base names (``images/cam_003.jpg`` ->
+    ``cam_003.png``) when every camera has one and they are distinct, else ``000.png``, ``001.png``, ..."""
+    if file_paths is not None and len(file_paths) == count and all(file_paths):
+        names = [Path(p).with_suffix(".png").name for p in file_paths]
+        if len(set(names)) == count:
+            return names
+    return [f"{i:03d}.png" for i in range(count)]
+
+
+@torch.no_grad()
+def render_cameras(
+    out_dir: str | os.PathLike,
+    gaussians: Gaussians,
+    cameras: Cameras,
+    file_paths: list[str] | None = None,
+    *,
+    chunk: int = 8,
+    backend: Backend = "auto",
+) -> list[str]:
+    """Render an unbatched set of Gaussians from any cameras into ``out_dir`` (created): one RGBA PNG per camera
+    (straight alpha: colour divided by the accumulated opacity, so it composites onto any background) and an
+    ``opencv_cameras.json`` naming them, the reference layout (it loads back with
+    :func:`facelift.cameras.read_opencv_cameras`).
+
+    Args:
+        gaussians: ``[N]`` Gaussians.
+        cameras: ``[C]`` cameras, rendered at their own ``width x height``.
+        file_paths: names to follow (see :func:`camera_image_names`).
+        chunk: cameras per rasteriser call (bounds memory).
+
+    Returns:
+        The image names, in camera order.
+    """
+    if len(gaussians.shape) != 1 or len(cameras.batch_shape) != 1:
+        raise ValueError(
+            f"render_cameras takes Gaussians [N] and cameras [C], got {tuple(gaussians.shape)} and {tuple(cameras.batch_shape)}"
+        )
+    if chunk < 1:
+        raise ValueError(f"chunk must be >= 1, got {chunk}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    count = cameras.batch_shape[0]
+    names = camera_image_names(file_paths, count)
+    cams = cameras.to(device=gaussians.device, dtype=gaussians.dtype)
+    for start in range(0, count, chunk):
+        rendered = rasterize(gaussians, cams[start : start + chunk], background=None, backend=backend)
+        rgb = (rendered.rgb / rendered.alpha.clamp_min(1e-6)).clamp(0, 1)  # black background: premultiplied
+        for name, image in zip(names[start : start + chunk], torch.cat([rgb, rendered.alpha.clamp(0, 1)], 1)):
+            save_image(out / name, image)
+    write_opencv_cameras(out / "opencv_cameras.json", cameras.to("cpu"), file_paths=names, id="custom_cameras")
+    return names
 
 
 @dataclass(frozen=True)
