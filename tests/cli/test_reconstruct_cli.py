@@ -162,6 +162,27 @@ def test_existing_output_and_unwritable_parent_are_refused_before_work(tmp_path,
     assert "not a folder" in capsys.readouterr().err
 
 
+def test_own_cameras_and_a_raised_turntable(tmp_path, weights, capsys):
+    import torch
+
+    from facelift.cameras import orbit_cameras, read_opencv_cameras, write_opencv_cameras
+
+    cams = orbit_cameras(torch.tensor([-30.0, 60.0, 180.0]), torch.tensor([5.0, 20.0, 0.0]), width=24, height=32)
+    write_opencv_cameras(tmp_path / "cams.json", cams)
+    out = tmp_path / "out"
+    args = ["--cameras", str(tmp_path / "cams.json"), "--turntable-elevation", "25", "--mesh-format", "none"]
+    assert _run([str(SAMPLE_PHOTO)], out, weights, *args) == 0
+    back, files, _ = read_opencv_cameras(out / "cameras" / "opencv_cameras.json")
+    assert files == ["cam_000.png", "cam_001.png", "cam_002.png"] and (back.width, back.height) == (24, 32)
+    with Image.open(out / "cameras" / "cam_002.png") as im:
+        assert (im.mode, im.size) == ("RGBA", (24, 32))
+    # A bad camera file is refused before the models load, with nothing written.
+    (tmp_path / "bad.json").write_text('{"frames": [{"w": 8}]}')
+    capsys.readouterr()
+    assert _run([str(SAMPLE_PHOTO)], tmp_path / "out2", weights, "--cameras", str(tmp_path / "bad.json")) == 1
+    assert "bad.json" in capsys.readouterr().err and not (tmp_path / "out2").exists()
+
+
 def test_missing_weights_is_a_clear_error(tmp_path, capsys):
     assert run_cli(["reconstruct", str(SAMPLE_PHOTO), "-o", str(tmp_path / "o"), "--weights", str(tmp_path / "none")]) == 1
     assert "not a facelift weights folder" in capsys.readouterr().err

@@ -36,6 +36,21 @@ def resolve_device(device: str) -> torch.device:
     return dev
 
 
+def turntable_and_cameras(elevation: float, radius: float, cameras: Path | None):
+    """Check ``--turntable-elevation``/``--turntable-radius`` and read ``--cameras`` (an opencv_cameras.json)
+    before any work; returns ``(cameras [C] or None, their file_path entries or None)``."""
+    if not (-90 < elevation < 90 and radius > 0):
+        raise ValueError("need --turntable-elevation in (-90, 90) and --turntable-radius > 0")
+    if cameras is None:
+        return None, None
+    if not Path(cameras).is_file():
+        raise FileNotFoundError(f"camera file not found: {cameras}")
+    from facelift.cameras.io import read_opencv_cameras
+
+    cams, file_paths, _ = read_opencv_cameras(cameras)
+    return cams, file_paths
+
+
 def fail(message: str, code: int = 1) -> NoReturn:
     print(f"facelift: error: {message}", file=sys.stderr)
     raise SystemExit(code)

@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 
 import tyro
 
-from facelift.cli.common import OutPath, resolve_device
+from facelift.cli.common import OutPath, resolve_device, turntable_and_cameras
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +102,13 @@ class ReconstructCommand:
     reference: 512)."""
     frames: int = 150
     """Turntable frames (0: no video)."""
+    turntable_elevation: float = 0.0
+    """Turntable elevation in degrees, in (-90, 90); > 0 looks down."""
+    turntable_radius: float = 2.7
+    """Turntable camera distance from the head's centre (the FaceLift views' 2.7)."""
+    cameras: Path | None = None
+    """Also render each result from your own cameras: an opencv_cameras.json (facelift's world frame, z up, the
+    head facing -y), written to cameras/ as RGBA PNGs named after its file_path entries."""
     mesh_format: Literal["glb", "obj", "ply", "none"] = "glb"
     """Mesh file format (none: no mesh)."""
     overwrite: bool = False
@@ -133,13 +140,17 @@ class ReconstructCommand:
         targets = _result_dirs(inputs, Path(self.out))
         for target in targets:  # refuse before loading the models, not after
             check_output_dir(target, overwrite=self.overwrite)
+        cameras, camera_files = turntable_and_cameras(self.turntable_elevation, self.turntable_radius, self.cameras)
         device = resolve_device(self.device)
         start = time.perf_counter()
         pipe = FaceLiftPipeline.from_pretrained(self.weights, device=device)
         load_seconds = time.perf_counter() - start
         fit_steps, num_samples = pipe.resolve_settings(fit_input_steps=self.fit_input_steps, num_samples=self.num_samples)
         resolution = self.resolution or min(512, 2 * pipe.diffusion.image_size)
-        settings = ResultSettings(resolution, self.frames, mesh_format=self.mesh_format)
+        settings = ResultSettings(
+            resolution, self.frames, mesh_format=self.mesh_format, turntable_elevation_deg=self.turntable_elevation,
+            turntable_radius=self.turntable_radius,
+        )  # fmt: skip
         failures: list[tuple[Path, str]] = []
         bar = None
         if self.progress and len(inputs) > 1:
@@ -158,7 +169,7 @@ class ReconstructCommand:
                     "fit_input_steps": fit_steps, "num_samples": num_samples, "device": str(device),
                 }  # fmt: skip
                 with staged_output_dir(target, overwrite=self.overwrite) as staging:
-                    summary = export_result(staging, result, settings, info=info)
+                    summary = export_result(staging, result, settings, info=info, cameras=cameras, camera_files=camera_files)
                 if self.json:
                     print(json.dumps({"out": str(target), **summary, "model_load_seconds": round(load_seconds, 3)}))
             except (ValueError, OSError, RuntimeError) as err:

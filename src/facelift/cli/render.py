@@ -10,8 +10,7 @@ from typing import Annotated
 
 import tyro
 
-from facelift.cameras.io import read_opencv_cameras
-from facelift.cli.common import OutPath, resolve_device
+from facelift.cli.common import OutPath, resolve_device, turntable_and_cameras
 from facelift.gaussians.io import load_ply
 from facelift.gaussians.procedural import demo_bust
 from facelift.pipeline.export import ExportSettings, check_output_dir, export_gaussians, staged_output_dir
@@ -78,15 +77,9 @@ class RenderCommand:
     def run(self) -> int:
         if self.resolution < 8 or self.frames < 0 or self.fps < 1:
             raise ValueError("need --resolution >= 8, --frames >= 0 and --fps >= 1")
-        if not (-90 < self.turntable_elevation < 90 and self.turntable_radius > 0):
-            raise ValueError("need --turntable-elevation in (-90, 90) and --turntable-radius > 0")
         device = resolve_device(self.device)
         check_output_dir(self.out, overwrite=self.overwrite)  # fail before loading, not after
-        cameras = file_paths = None
-        if self.cameras is not None:
-            if not self.cameras.is_file():
-                raise FileNotFoundError(f"camera file not found: {self.cameras}")
-            cameras, file_paths, _ = read_opencv_cameras(self.cameras)
+        cameras, file_paths = turntable_and_cameras(self.turntable_elevation, self.turntable_radius, self.cameras)
         gaussians = load_ply(self.ply, device=device)
         if gaussians.num == 0:
             raise ValueError(f"{self.ply} holds no Gaussians")

@@ -60,11 +60,12 @@ class ExportSettings:
                 "ExportSettings needs resolution >= 1, turntable_frames >= 0, fps > 0 and ply_sh_degree >= 0, "
                 f"got {self.resolution}, {self.turntable_frames}, {self.fps} and {self.ply_sh_degree}"
             )
-        if not (-90.0 < self.turntable_elevation_deg < 90.0 and self.turntable_radius > 0.0):
-            raise ValueError(
-                "ExportSettings needs a turntable elevation in (-90, 90) degrees and a radius > 0, "
-                f"got {self.turntable_elevation_deg} and {self.turntable_radius}"
-            )
+        _check_turntable(self.turntable_elevation_deg, self.turntable_radius)
+
+
+def _check_turntable(elevation_deg: float, radius: float) -> None:
+    if not (-90.0 < elevation_deg < 90.0 and radius > 0.0):
+        raise ValueError(f"need a turntable elevation in (-90, 90) degrees and a radius > 0, got {elevation_deg} and {radius}")
 
 
 @torch.no_grad()
@@ -190,10 +191,15 @@ class ResultSettings:
     """``glb``, ``obj``, ``ply`` or ``none``."""
     mesh_resolution: int = 160
     """Voxels along the longest side for the mesh's opacity field."""
+    turntable_elevation_deg: float = 0.0
+    """Turntable elevation in degrees, in (-90, 90); > 0 looks down (the reference: 0)."""
+    turntable_radius: float = REFERENCE_RADIUS
+    """Turntable camera distance from the origin (the reference: 2.7)."""
 
     def __post_init__(self) -> None:
         if self.resolution < 8 or self.turntable_frames < 0 or self.fps < 1 or self.mesh_resolution < 8:
             raise ValueError("need resolution >= 8, turntable_frames >= 0, fps >= 1 and mesh_resolution >= 8")
+        _check_turntable(self.turntable_elevation_deg, self.turntable_radius)
         if self.mesh_format not in ("glb", "obj", "ply", "none"):
             raise ValueError(f"mesh_format must be glb, obj, ply or none, got {self.mesh_format!r}")
 
@@ -206,6 +212,8 @@ def export_result(
     *,
     info: dict | None = None,
     on_stage: Callable[[str], None] | None = None,
+    cameras: Cameras | None = None,
+    camera_files: list[str] | None = None,
 ) -> dict:
     """Write everything a photo produced into an existing (staging) folder.
 
@@ -213,7 +221,7 @@ def export_result(
     ``views/<i>_<name>.png`` + ``views/opencv_cameras.json`` (generated views and their cameras),
     ``renders/<i>_<name>.png`` + ``renders/opencv_cameras.json`` (the Gaussians rendered at the six reference
     cameras), ``gaussians.ply`` (3DGS layout, SH padded to degree 3), ``gaussians.splat``, ``turntable.mp4``,
-    ``mesh.glb`` (or ``.obj``/``.ply``), ``timings.json`` and ``result.json``.
+    ``mesh.glb`` (or ``.obj``/``.ply``), ``timings.json`` and ``result.json``; with ``cameras``, also ``cameras/``.
 
     Args:
         out_dir: the folder (exists, normally a staging folder of :func:`staged_output_dir`).
@@ -222,6 +230,8 @@ def export_result(
         info: extra fields for ``result.json`` (source file, seed, weights, ...).
         on_stage: called with ``"rendering"`` and then ``"export"`` as each part starts (for profilers such
             as ``facelift bench``).
+        cameras: ``[C]`` extra cameras to render the Gaussians from into ``cameras/`` (:func:`render_cameras`).
+        camera_files: their ``file_path`` entries, used to name the images.
 
     Returns:
         The ``result.json`` content.
@@ -254,8 +264,13 @@ def export_result(
         save_image(out / "renders" / name, img)
     write_opencv_cameras(out / "renders" / "opencv_cameras.json", cams.to("cpu"), file_paths=render_names, id="facelift_views")
     if settings.turntable_frames > 0:
-        frames = render_turntable(gaussians, settings.turntable_frames, settings.resolution)
+        frames = render_turntable(
+            gaussians, settings.turntable_frames, settings.resolution, radius=settings.turntable_radius,
+            elevation_deg=settings.turntable_elevation_deg,
+        )  # fmt: skip
         write_video(out / "turntable.mp4", frames, fps=settings.fps)
+    if cameras is not None:
+        render_cameras(out / "cameras", gaussians, cameras, camera_files)
     timings["rendering"] = time.perf_counter() - start
     notify("export")
     start = time.perf_counter()
