@@ -67,6 +67,14 @@ def test_render_on_the_demo_ply(demo_ply, tmp_path, capsys):
     assert [p.name for p in tmp_path.iterdir()] == ["render"]
 
 
+def test_render_a_splat_file(demo_result, tmp_path, capsys):
+    demo_out, demo_summary = demo_result
+    out = tmp_path / "render"
+    assert _run(["render", str(demo_out / "gaussians.splat"), "-o", str(out), *TINY]) == 0
+    assert json.loads(capsys.readouterr().out)["num_gaussians"] == demo_summary["num_gaussians"]
+    assert (out / "gaussians.ply").is_file() and (out / "multiview.png").is_file()
+
+
 def test_render_from_a_camera_file(demo_ply, tmp_path, capsys):
     from facelift.cameras import orbit_cameras, read_opencv_cameras, write_opencv_cameras
 
@@ -204,6 +212,7 @@ def _bad_inputs(folder: Path, demo_ply: Path) -> dict[str, Path]:
         "truncated.ply": data[:100],
         "cut.ply": data[: header_end + 1000],  # the header is whole, the data is not
         "zero.ply": data[:header_end].replace(f"element vertex {n}\n".encode(), b"element vertex 0\n"),
+        "odd.splat": bytes(33),
     }
     for name, content in files.items():
         (folder / name).write_bytes(content)
@@ -230,6 +239,8 @@ ERROR_CASES = {
     "unknown device": (["demo", "--out", "{out}", "--device", "bogus"], ["bogus"]),
     "meta device": (["render", "{ply}", "--out", "{out}", "--device", "meta"], ["meta"]),
     "cuda unavailable": (["render", "{ply}", "--out", "{out}", "--device", "cuda"], ["cuda", "not available"]),
+    "missing splat": (["render", "{inputs}/nope.splat", "--out", "{out}"], ["nope.splat", "not found"]),
+    "splat of the wrong size": (["render", "{inputs}/odd.splat", "--out", "{out}"], ["odd.splat", "not a .splat file"]),
     "missing camera file": (["render", "{ply}", "--out", "{out}", "--cameras", "{inputs}/cams.json"], ["cams.json", "not found"]),
     "camera file not JSON": (["render", "{ply}", "--out", "{out}", "--cameras", "{inputs}/text.ply"], ["text.ply", "JSON"]),
     "turntable straight down": (["render", "{ply}", "--out", "{out}", "--turntable-elevation", "90"], ["--turntable-elevation"]),

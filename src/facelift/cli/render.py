@@ -11,7 +11,7 @@ from typing import Annotated
 import tyro
 
 from facelift.cli.common import OutPath, resolve_device, turntable_and_cameras
-from facelift.gaussians.io import load_ply
+from facelift.gaussians.io import load_gaussians
 from facelift.gaussians.procedural import demo_bust
 from facelift.pipeline.export import ExportSettings, check_output_dir, export_gaussians, staged_output_dir
 
@@ -48,10 +48,10 @@ class DemoCommand:
 
 @dataclass
 class RenderCommand:
-    """Render a Gaussian PLY file (standard 3DGS layout) to the standard result files."""
+    """Render a Gaussian PLY file (standard 3DGS layout) or a .splat file to the standard result files."""
 
     ply: Annotated[Path, tyro.conf.Positional]
-    """Input .ply file."""
+    """Input .ply file (3DGS layout, any SH degree) or .splat file (antimatter15 layout: colours only)."""
     out: OutPath = Path("outputs/render")
     """Output folder (created; must be empty unless --overwrite)."""
     resolution: int = 512
@@ -80,7 +80,7 @@ class RenderCommand:
         device = resolve_device(self.device)
         check_output_dir(self.out, overwrite=self.overwrite)  # fail before loading, not after
         cameras, file_paths = turntable_and_cameras(self.turntable_elevation, self.turntable_radius, self.cameras)
-        gaussians = load_ply(self.ply, device=device)
+        gaussians = load_gaussians(self.ply, device=device)
         if gaussians.num == 0:
             raise ValueError(f"{self.ply} holds no Gaussians")
         settings = ExportSettings(

@@ -1,7 +1,7 @@
 """3D Gaussians: the container, pruning, rigid transforms and file formats (PLY, .splat)."""
 
 from facelift.gaussians.container import SH_C0, Gaussians, rgb_to_sh_dc, sh_dc_to_rgb
-from facelift.gaussians.io import load_ply, load_splat, ply_property_names, save_ply, save_splat
+from facelift.gaussians.io import load_gaussians, load_ply, load_splat, ply_property_names, save_ply, save_splat
 from facelift.gaussians.ops import (
     REFERENCE_CROP_BOX,
     PruneSettings,
@@ -26,6 +26,7 @@ __all__ = [
     "reference_prune_mask",
     "rotate_sh",
     "transform",
+    "load_gaussians",
     "load_ply",
     "load_splat",
     "ply_property_names",

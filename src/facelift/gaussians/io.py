@@ -32,7 +32,7 @@ from facelift.cameras.conventions import normalize_quat
 from facelift.gaussians.container import Gaussians, rgb_to_sh_dc, sh_dc_to_rgb, sh_degree_from_coeffs
 from facelift.utils.io import atomic_write_bytes
 
-__all__ = ["load_ply", "load_splat", "ply_property_names", "save_ply", "save_splat"]
+__all__ = ["load_gaussians", "load_ply", "load_splat", "ply_property_names", "save_ply", "save_splat"]
 
 PathLike = str | os.PathLike
 
@@ -278,6 +278,8 @@ def load_splat(
         4
     """
     path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f".splat file not found: {path}")
     data = path.read_bytes()
     if len(data) % _SPLAT_DTYPE.itemsize:
         raise ValueError(f"{path} is not a .splat file: size {len(data)} is not a multiple of {_SPLAT_DTYPE.itemsize} bytes")
@@ -294,3 +296,16 @@ def load_splat(
         opacities=rgba[:, 3],
         sh=rgb_to_sh_dc(rgba[:, :3])[:, None, :],
     )
+
+
+def load_gaussians(
+    path: PathLike, *, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32
+) -> Gaussians:
+    """Read Gaussians from a ``.splat`` file (:func:`load_splat`, lossy, SH degree 0) or, for any other name, a
+    3DGS PLY (:func:`load_ply`).
+
+    Returns:
+        Gaussians of shape ``[N]``.
+    """
+    load = load_splat if Path(path).suffix.lower() == ".splat" else load_ply
+    return load(path, device=device, dtype=dtype)
