@@ -213,6 +213,8 @@ def _bad_inputs(folder: Path, demo_ply: Path) -> dict[str, Path]:
         "cut.ply": data[: header_end + 1000],  # the header is whole, the data is not
         "zero.ply": data[:header_end].replace(f"element vertex {n}\n".encode(), b"element vertex 0\n"),
         "odd.splat": bytes(33),
+        "huge.json": json.dumps({"frames": [{"w": 100000, "h": 64, "fx": 50.0, "fy": 50.0, "cx": 50000.0, "cy": 32.0,
+                                             "w2c": [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 3], [0, 0, 0, 1]]}]}).encode(),
     }
     for name, content in files.items():
         (folder / name).write_bytes(content)
@@ -243,6 +245,7 @@ ERROR_CASES = {
     "splat of the wrong size": (["render", "{inputs}/odd.splat", "--out", "{out}"], ["odd.splat", "not a .splat file"]),
     "missing camera file": (["render", "{ply}", "--out", "{out}", "--cameras", "{inputs}/cams.json"], ["cams.json", "not found"]),
     "camera file not JSON": (["render", "{ply}", "--out", "{out}", "--cameras", "{inputs}/text.ply"], ["text.ply", "JSON"]),
+    "camera image too large": (["render", "{ply}", "--out", "{out}", "--cameras", "{inputs}/huge.json"], ["huge.json", "8192"]),
     "turntable straight down": (["render", "{ply}", "--out", "{out}", "--turntable-elevation", "90"], ["--turntable-elevation"]),
 }
 

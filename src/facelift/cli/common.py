@@ -36,6 +36,10 @@ def resolve_device(device: str) -> torch.device:
     return dev
 
 
+MAX_CAMERA_SIZE = 8192
+"""The largest image side ``--cameras`` may ask for (a typo of a few zeros should not exhaust the memory)."""
+
+
 def turntable_and_cameras(elevation: float, radius: float, cameras: Path | None):
     """Check ``--turntable-elevation``/``--turntable-radius`` and read ``--cameras`` (an opencv_cameras.json)
     before any work; returns ``(cameras [C] or None, their file_path entries or None)``."""
@@ -48,6 +52,8 @@ def turntable_and_cameras(elevation: float, radius: float, cameras: Path | None)
     from facelift.cameras.io import read_opencv_cameras
 
     cams, file_paths, _ = read_opencv_cameras(cameras)
+    if max(cams.width, cams.height) > MAX_CAMERA_SIZE:
+        raise ValueError(f"{cameras}: images of {cams.width}x{cams.height} px are larger than {MAX_CAMERA_SIZE} px a side")
     return cams, file_paths
 
 
