@@ -140,21 +140,26 @@ def readme_command_lines() -> list[list[str]]:
     return lines
 
 
-def test_the_readme_command_lines_parse():
+def parse_error(args: list[str]) -> str | None:
+    """What the CLI's parser says about ``facelift ARGS`` (None: it parses; nothing runs)."""
     import tyro
 
     from facelift.cli.main import COMMANDS
 
+    with contextlib.redirect_stderr(io.StringIO()) as err, contextlib.redirect_stdout(io.StringIO()):
+        try:
+            tyro.extras.subcommand_cli_from_dict(COMMANDS, args=args, prog="facelift")
+        except SystemExit:
+            return err.getvalue() or "does not parse"
+    return None
+
+
+def test_the_readme_command_lines_parse():
     lines = readme_command_lines()
     assert len(lines) > 15 and ["--version"] in lines
     for args in lines:
-        if args != ["--version"]:
-            with contextlib.redirect_stderr(io.StringIO()) as err:
-                try:
-                    tyro.extras.subcommand_cli_from_dict(COMMANDS, args=args, prog="facelift")
-                except SystemExit:
-                    pytest.fail(f"README line does not parse: facelift {' '.join(args)}\n{err.getvalue()}")
-
+        if args != ["--version"] and (error := parse_error(args)) is not None:
+            pytest.fail(f"README line does not parse: facelift {' '.join(args)}\n{error}")
 
 
 def documented_commands() -> list[tuple[str, list[str]]]:
@@ -179,18 +184,11 @@ def documented_commands() -> list[tuple[str, list[str]]]:
 
 def test_the_commands_the_docs_quote_still_parse():
     # The model card and docs record the exact command of every run; an option renamed since fails here.
-    import tyro
-
-    from facelift.cli.main import COMMANDS
-
     commands = documented_commands()
     assert len(commands) > 40
     for name, args in commands:
-        with contextlib.redirect_stderr(io.StringIO()) as err, contextlib.redirect_stdout(io.StringIO()):
-            try:
-                tyro.extras.subcommand_cli_from_dict(COMMANDS, args=args, prog="facelift")
-            except SystemExit:
-                pytest.fail(f"{name}: the command does not parse: facelift {' '.join(args)}\n{err.getvalue()}")
+        if (error := parse_error(args)) is not None:
+            pytest.fail(f"{name}: the command does not parse: facelift {' '.join(args)}\n{error}")
 
 
 def test_usage_errors_exit_two(capsys):
