@@ -43,8 +43,12 @@ MAX_CAMERA_SIZE = 8192
 def turntable_and_cameras(elevation: float, radius: float, cameras: Path | None):
     """Check ``--turntable-elevation``/``--turntable-radius`` and read ``--cameras`` (an opencv_cameras.json)
     before any work; returns ``(cameras [C] or None, their file_path entries or None)``."""
-    if not (-90 < elevation < 90 and radius > 0):
-        raise ValueError("need --turntable-elevation in (-90, 90) and --turntable-radius > 0")
+    from facelift.pipeline.export import check_turntable
+
+    try:
+        check_turntable(elevation, radius)
+    except ValueError as err:
+        raise ValueError(f"--turntable-elevation / --turntable-radius: {err}") from None
     if cameras is None:
         return None, None
     if not Path(cameras).is_file():

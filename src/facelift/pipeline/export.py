@@ -60,10 +60,11 @@ class ExportSettings:
                 "ExportSettings needs resolution >= 1, turntable_frames >= 0, fps > 0 and ply_sh_degree >= 0, "
                 f"got {self.resolution}, {self.turntable_frames}, {self.fps} and {self.ply_sh_degree}"
             )
-        _check_turntable(self.turntable_elevation_deg, self.turntable_radius)
+        check_turntable(self.turntable_elevation_deg, self.turntable_radius)
 
 
-def _check_turntable(elevation_deg: float, radius: float) -> None:
+def check_turntable(elevation_deg: float, radius: float) -> None:
+    """The turntable's rule (elevation in (-90, 90) degrees, radius > 0): raises ``ValueError`` otherwise."""
     if not (-90.0 < elevation_deg < 90.0 and radius > 0.0):
         raise ValueError(f"need a turntable elevation in (-90, 90) degrees and a radius > 0, got {elevation_deg} and {radius}")
 
@@ -199,7 +200,7 @@ class ResultSettings:
     def __post_init__(self) -> None:
         if self.resolution < 8 or self.turntable_frames < 0 or self.fps < 1 or self.mesh_resolution < 8:
             raise ValueError("need resolution >= 8, turntable_frames >= 0, fps >= 1 and mesh_resolution >= 8")
-        _check_turntable(self.turntable_elevation_deg, self.turntable_radius)
+        check_turntable(self.turntable_elevation_deg, self.turntable_radius)
         if self.mesh_format not in ("glb", "obj", "ply", "none"):
             raise ValueError(f"mesh_format must be glb, obj, ply or none, got {self.mesh_format!r}")
 
