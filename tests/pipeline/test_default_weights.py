@@ -130,7 +130,7 @@ def test_fitting_the_photo_helps_the_bundled_pipeline_on_a_held_out_head(held_ou
     assert photo_after > photo_before + 2.0, (photo_before, photo_after)  # the fit does what it is for
     before = score(plain, subject.cameras[6:], subject.images[6:])
     after = score(fitted, subject.cameras[6:], subject.images[6:])
-    assert after > before - 0.15, (before, after)  # and the views it was not fitted to do not get worse
+    assert after > before - 0.15, (before, after)  # and the views it was not fitted to do not get worse (beyond noise)
     assert after > 20.5, after  # a floor for the whole pipeline (measured 21.39; 19.60 with the fifteenth session's weights)
 
 
