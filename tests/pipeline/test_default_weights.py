@@ -107,13 +107,13 @@ def test_fitting_the_photo_helps_the_bundled_pipeline_on_a_held_out_head(held_ou
     # dB, the novel views 21.46 -> 21.54 dB (heads 0, 2 and 3: +0.03, +0.48 and -0.59). Over 20 held-out heads with
     # the eval's settings (two samples, DPM-Solver++ 20) the fit is neutral at the novel views (PSNR +0.02 ± 0.07 dB,
     # SSIM -0.0063 ± 0.0012, dlib identity -0.017 ± 0.006, the fit minus no fit; model card), so the novel views may
-    # not lose more than 0.15 dB here. Earlier models on this head, novel views before -> after: the nineteenth
-    # session's reconstructor 21.41 -> 21.39 (photo 22.07 -> 26.79); the eighteenth
-    # session's diffusion model 20.73 -> 20.89 (photo 21.77 -> 26.70); the seventeenth session's weights 20.99 ->
-    # 21.05; the sixteenth session's reconstructor 21.12 -> 21.36; the fifteenth session's diffusion model with the
-    # eleventh's reconstructor 19.44 -> 19.60; the fourteenth's 18.75 -> 18.96; the thirteenth's 16.58 -> 17.64;
-    # the twelfth's 16.89 -> 17.07; the third session's diffusion model with the eleventh session's reconstructor
-    # 13.62 -> 14.22. One diffusion sample, as before the weights asked for two.
+    # not lose more than 0.15 dB here (that 20-head figure is the nineteenth session's weights'). Earlier models on
+    # this head, novel views before -> after: the nineteenth session's reconstructor 21.41 -> 21.39 (photo 22.07 ->
+    # 26.79); the eighteenth session's diffusion model 20.73 -> 20.89 (photo 21.77 -> 26.70); the seventeenth
+    # session's weights 20.99 -> 21.05; the sixteenth session's reconstructor 21.12 -> 21.36; the fifteenth
+    # session's diffusion model with the eleventh's reconstructor 19.44 -> 19.60; the fourteenth's 18.75 -> 18.96;
+    # the thirteenth's 16.58 -> 17.64; the twelfth's 16.89 -> 17.07; the third session's diffusion model with the
+    # eleventh session's reconstructor 13.62 -> 14.22. One diffusion sample, as before the weights asked for two.
     from facelift.evaluation.metrics import psnr
 
     subject, pipe = held_out_head, default_pipe
