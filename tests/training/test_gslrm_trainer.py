@@ -179,6 +179,34 @@ def test_time_box_ends_the_run_with_the_schedule_decayed(tmp_path, monkeypatch):
     assert again.step == 60 and again.horizon == 60 and again.resumed_from.name == "step_00000060.pt"
 
 
+def test_resumed_time_box_keeps_its_horizon(tmp_path, monkeypatch):
+    """An interrupted time-boxed run resumes on the schedule it left: its fresh budget would reach step 90, but the
+    recorded horizon (60) stays the end; a shorter fresh budget still ends it sooner."""
+    from facelift.training import loop
+
+    ticks = iter(range(10**6))
+    monkeypatch.setattr(loop, "_clock", lambda: float(next(ticks)))
+    config = _config(tmp_path, total_steps=10_000, warmup_steps=5, ckpt_every=1000, image_every=0, log_every=1, max_minutes=1.0)
+    first = train(config, stop_after=30)
+    assert first.step == 30 and first.horizon == 60 and first.pretrained_dir is None
+    again = train(config)
+    assert again.resumed_from.name == "step_00000030.pt" and again.step == again.horizon == 60
+    lrs = {}
+    for line in (tmp_path / "log.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        if "lr" in record:
+            lrs[record["step"]] = record["lr"]  # the resumed run's entries overwrite nothing before step 31
+    assert lrs[60] < 0.01 * config.lr
+    after_warmup = [lrs[s] for s in range(6, 61)]  # no jump back up where the run resumed
+    assert all(a >= b for a, b in zip(after_warmup, after_warmup[1:], strict=False))
+
+    short = tmp_path / "short"
+    config_short = _config(short, total_steps=10_000, warmup_steps=5, ckpt_every=1000, image_every=0, log_every=1, max_minutes=1.0)
+    assert train(config_short, stop_after=30).horizon == 60
+    config_short = _config(short, total_steps=10_000, warmup_steps=5, ckpt_every=1000, image_every=0, log_every=1, max_minutes=0.25)
+    assert train(config_short).step == 45  # 15 s of budget at 1 s per step
+
+
 @pytest.mark.parametrize("minutes", [0, -1.0, float("nan")])
 def test_time_box_must_be_positive(tmp_path, minutes):
     with pytest.raises(ValueError, match="max_minutes"):

@@ -175,10 +175,17 @@ _clock = time.perf_counter
 
 class _Horizon:
     """Where a time-boxed run ends: re-estimated from the recent step time every ``_RETIME_EVERY`` steps, so that the
-    cosine schedule (re-fitted to it) reaches its end when the budget does."""
+    cosine schedule (re-fitted to it) reaches its end when the budget does.
 
-    def __init__(self, config: LoopConfig, scheduler: torch.optim.lr_scheduler.LambdaLR, step: int, horizon: int) -> None:
+    Re-estimates never move the horizon past ``cap``: ``total_steps`` for a fresh run, the recorded horizon for a
+    resumed one (its fresh budget may end it sooner, never later, so the schedule it resumes is the one it left).
+    """
+
+    def __init__(
+        self, config: LoopConfig, scheduler: torch.optim.lr_scheduler.LambdaLR, step: int, horizon: int, cap: int
+    ) -> None:
         self.config, self.scheduler = config, scheduler
+        self.cap = min(max(cap, step, 1), config.total_steps)
         minutes = getattr(config, "max_minutes", None)
         self.budget_s = None if minutes is None else 60.0 * float(minutes)
         self.start = _clock()
@@ -187,7 +194,7 @@ class _Horizon:
         self.set(horizon, step)
 
     def set(self, horizon: int, step: int) -> None:
-        horizon = min(max(horizon, step, 1), self.config.total_steps)
+        horizon = min(max(horizon, step, 1), self.cap)
         if horizon != self.steps:
             sched = self.scheduler
             factor = warmup_cosine_factor(min(self.config.warmup_steps, horizon), horizon, self.config.min_lr_ratio)
@@ -423,7 +430,8 @@ def run_training(
     its loop started (or at ``total_steps``, whichever comes first) and writes ``final`` there. Every 25 steps the
     step time of the last 25 steps projects where the budget ends, and the warmup-cosine schedule is re-fitted to
     end at that step (its *horizon*), so the learning rate has decayed when time is up. Checkpoints record the
-    horizon; a resumed run keeps it (and a finished one stays finished) and gets the budget afresh from its restart.
+    horizon; a resumed run keeps it as its end (and a finished one stays finished) and gets the budget afresh from its
+    restart: re-estimates may end it sooner than the recorded horizon when that budget runs short, never later.
 
     Args:
         config: the run's loop settings (see :class:`LoopConfig`).
@@ -462,7 +470,7 @@ def run_training(
         if changed:
             logger.warning("resuming %s with changed settings: %s", resumed_from, ", ".join(changed))
         logger.info("resumed from %s at step %d", resumed_from, start_step)
-    timer = _Horizon(config, scheduler, start_step, horizon)  # a resumed time-boxed run keeps its horizon
+    timer = _Horizon(config, scheduler, start_step, horizon, cap=horizon)  # a resumed time-boxed run keeps its horizon
     last = config.total_steps if stop_after is None else min(int(stop_after), config.total_steps)
 
     net: nn.Module = model
