@@ -177,15 +177,13 @@ class _Horizon:
     """Where a time-boxed run ends: re-estimated from the recent step time every ``_RETIME_EVERY`` steps, so that the
     cosine schedule (re-fitted to it) reaches its end when the budget does.
 
-    Re-estimates never move the horizon past ``cap``: ``total_steps`` for a fresh run, the recorded horizon for a
-    resumed one (its fresh budget may end it sooner, never later, so the schedule it resumes is the one it left).
+    Re-estimates never move the horizon past the one it starts with: ``total_steps`` for a fresh run, the recorded
+    horizon for a resumed one (its fresh budget may end it sooner, never later, so it resumes the schedule it left).
     """
 
-    def __init__(
-        self, config: LoopConfig, scheduler: torch.optim.lr_scheduler.LambdaLR, step: int, horizon: int, cap: int
-    ) -> None:
+    def __init__(self, config: LoopConfig, scheduler: torch.optim.lr_scheduler.LambdaLR, step: int, horizon: int) -> None:
         self.config, self.scheduler = config, scheduler
-        self.cap = min(max(cap, step, 1), config.total_steps)
+        self.cap = min(max(horizon, step, 1), config.total_steps)
         minutes = getattr(config, "max_minutes", None)
         self.budget_s = None if minutes is None else 60.0 * float(minutes)
         self.start = _clock()
@@ -470,7 +468,7 @@ def run_training(
         if changed:
             logger.warning("resuming %s with changed settings: %s", resumed_from, ", ".join(changed))
         logger.info("resumed from %s at step %d", resumed_from, start_step)
-    timer = _Horizon(config, scheduler, start_step, horizon, cap=horizon)  # a resumed time-boxed run keeps its horizon
+    timer = _Horizon(config, scheduler, start_step, horizon)  # a resumed time-boxed run keeps its horizon
     last = config.total_steps if stop_after is None else min(int(stop_after), config.total_steps)
 
     net: nn.Module = model
