@@ -71,6 +71,18 @@ def test_refinement_photo_fit_and_sample_count_are_recorded_and_timed(tmp_path, 
     assert not (tmp_path / "bad").exists()
 
 
+def test_photo_fit_parameters_are_chosen_and_recorded(tmp_path, weights, capsys):
+    out = tmp_path / "colour"
+    args = ("--fit-input-steps", "2", "--frames", "0", "--mesh-format", "none")
+    assert _run([str(SAMPLE_PHOTO)], out, weights, *args, "--fit-input-params", "colour") == 0
+    assert json.loads((out / "result.json").read_text())["fit_input_params"] == ["sh"]
+    assert _run([str(SAMPLE_PHOTO)], tmp_path / "all", weights, *args) == 0  # the weights' own: all of them
+    assert json.loads((tmp_path / "all" / "result.json").read_text())["fit_input_params"] == ["means", "scales", "opacities", "quats", "sh"]
+    assert _run([str(SAMPLE_PHOTO)], tmp_path / "bad", weights, *args, "--fit-input-params", "geometry") != 0
+    assert "refinement parameters must be one of all, appearance, colour" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+
+
 def test_batch_continues_past_a_failure_and_exits_non_zero(tmp_path, weights, capsys):
     inputs = tmp_path / "in"
     inputs.mkdir()

@@ -137,6 +137,21 @@ def test_photo_fit_in_pipeline_mode_is_part_of_the_settings(tiny_weights, tmp_pa
     assert recon["settings"]["fit_input_steps"] == 0  # no photo there
     with pytest.raises(ValueError, match="fit_input_steps"):
         _settings(tiny_weights, fit_input_steps=-1)
+    # Which parameters the fit moves: the weights' own (all, for the tiny weights) unless given; recorded resolved.
+    assert plain["settings"]["fit_input_params"] is None and fitted["settings"]["fit_input_params"] == "means,scales,opacities,quats,sh"
+    colour = evaluate(_settings(tiny_weights, subjects=1, fit_input_steps=3, fit_input_params="colour"), tmp_path / "colour", progress=False)
+    assert colour["settings"]["fit_input_params"] == "sh"
+    assert colour["metrics"]["novel"]["psnr"] not in (plain["metrics"]["novel"]["psnr"], fitted["metrics"]["novel"]["psnr"])
+    assert "photo fit 3 steps (sh)" in (tmp_path / "colour" / "results.md").read_text()
+    assert "photo fit 3 steps (" not in (tmp_path / "fitted" / "results.md").read_text()  # all: nothing to add
+    with pytest.raises(ValueError, match="fit_input_params"):  # not resumed into the all-parameter run's folder
+        evaluate(_settings(tiny_weights, subjects=1, fit_input_steps=3, fit_input_params="colour"), tmp_path / "fitted", progress=False)
+    settings = json.loads((tmp_path / "fitted" / "settings.json").read_text())
+    del settings["fit_input_params"]  # a folder from before the setting: its photo fit moved every parameter
+    (tmp_path / "fitted" / "settings.json").write_text(json.dumps(settings))
+    assert evaluate(_settings(tiny_weights, subjects=1, fit_input_steps=3), tmp_path / "fitted", progress=False)["metrics"] == fitted["metrics"]
+    with pytest.raises(ValueError, match="refinement parameters"):
+        _settings(tiny_weights, fit_input_params="geometry")
 
 
 def test_averaged_samples_in_pipeline_mode_are_part_of_the_settings(tiny_weights, tmp_path):

@@ -98,6 +98,37 @@ def test_fitting_the_photo_moves_its_render_toward_it_and_travels_with_the_weigh
         FaceLiftPipeline(pipe.diffusion, pipe.reconstructor, fit_input_steps=-1)
 
 
+def test_photo_fit_parameters_are_part_of_the_weights(pipe, tmp_path):
+    from facelift.pipeline.refine import REFINE_PARAMS, RefineSettings
+
+    custom = FaceLiftPipeline(pipe.diffusion, pipe.reconstructor, fit_input_steps=2, fit_input_params="appearance")
+    assert custom.fit_settings() == RefineSettings(steps=2, params=("opacities", "sh"))
+    assert custom.fit_settings(4).params == ("opacities", "sh") and custom.fit_settings(0) is None
+    assert custom.fit_settings(RefineSettings(steps=3)).params == REFINE_PARAMS  # explicit settings win
+    assert custom.resolve_fit_params() == ("opacities", "sh") and custom.resolve_fit_params("colour") == ("sh",)
+    folder = custom.save_pretrained(tmp_path / "w")
+    meta = json.loads((folder / "facelift_pipeline.json").read_text())
+    assert meta["fit_input_params"] == "appearance"  # a preset by its name, other subsets as a list
+    loaded = FaceLiftPipeline.from_pretrained(folder)
+    assert loaded.fit_input_params == ("opacities", "sh")
+    result = loaded(SAMPLE_PHOTO, seed=0, steps=1)
+    plain = loaded(SAMPLE_PHOTO, seed=0, steps=1, fit_input=0)
+    assert torch.equal(result.gaussians.means, plain.gaussians.means)  # the geometry stayed where the reconstructor put it
+    assert not torch.equal(result.gaussians.sh, plain.gaussians.sh)
+    assert "input_fit" in result.timings
+    # Any subset round-trips; a folder without the key moves everything, as before the setting existed.
+    meta["fit_input_params"] = ["sh", "scales"]
+    (folder / "facelift_pipeline.json").write_text(json.dumps(meta))
+    assert FaceLiftPipeline.from_pretrained(folder).fit_input_params == ("scales", "sh")
+    odd = FaceLiftPipeline.from_pretrained(folder).save_pretrained(tmp_path / "odd")
+    assert json.loads((odd / "facelift_pipeline.json").read_text())["fit_input_params"] == ["scales", "sh"]
+    del meta["fit_input_params"]
+    (folder / "facelift_pipeline.json").write_text(json.dumps(meta))
+    assert FaceLiftPipeline.from_pretrained(folder).fit_input_params == REFINE_PARAMS
+    with pytest.raises(ValueError, match="refinement parameters"):
+        FaceLiftPipeline(pipe.diffusion, pipe.reconstructor, fit_input_params="geometry")
+
+
 def test_averaging_samples_is_the_mean_of_seeded_samples_and_travels_with_the_weights(pipe, tmp_path):
 
     from facelift.pipeline.facelift import sample_seed

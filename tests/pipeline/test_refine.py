@@ -7,7 +7,7 @@ import torch
 
 from facelift.cameras import Cameras, facelift_views, orbit_cameras
 from facelift.gaussians import Gaussians
-from facelift.pipeline.refine import RefineSettings, refine_gaussians, refine_settings
+from facelift.pipeline.refine import REFINE_PARAMS, RefineSettings, parse_refine_params, refine_gaussians, refine_params_name, refine_settings
 from facelift.rendering import rasterize
 
 
@@ -106,6 +106,37 @@ def test_bad_arguments_are_refused(setup):
     assert refine_settings(RefineSettings(steps=0)) is None
     with pytest.raises(TypeError, match="number of steps"):
         refine_settings(True)
+
+
+def test_refinement_moves_only_the_chosen_parameters(setup):
+    truth, train_cams, train, held_out, test = setup
+    start = _perturbed(truth, 7)
+    appearance = refine_gaussians(start, train, train_cams, RefineSettings(steps=20, params="appearance"))
+    for frozen in ("means", "scales", "quats"):  # exactly as given, not through the log / normalise round trip
+        assert torch.equal(getattr(appearance, frozen), getattr(start, frozen)), frozen
+    assert not torch.equal(appearance.sh, start.sh) and not torch.equal(appearance.opacities, start.opacities)
+    assert _error(appearance, train_cams, train) < 0.9 * _error(start, train_cams, train)
+    colour = refine_gaussians(start, train, train_cams, RefineSettings(steps=20, params=["sh"]))
+    assert torch.equal(colour.opacities, start.opacities) and not torch.equal(colour.sh, start.sh)
+    # Freezing is not a zero learning rate of the full optimisation: the geometry is what moves most otherwise.
+    full = refine_gaussians(start, train, train_cams, RefineSettings(steps=20))
+    assert (full.means - start.means).abs().amax() > 1e-3
+    assert _error(full, train_cams, train) < _error(appearance, train_cams, train)
+
+
+def test_refinement_parameter_names():
+    assert parse_refine_params("all") == REFINE_PARAMS == RefineSettings().params
+    assert parse_refine_params("appearance") == ("opacities", "sh")
+    assert parse_refine_params("colour") == ("sh",)
+    assert parse_refine_params("sh, means") == ("means", "sh")  # a comma list, in the canonical order
+    assert parse_refine_params(["quats", "scales", "quats"]) == ("scales", "quats")
+    assert RefineSettings(params="appearance") == RefineSettings(params=("sh", "opacities"))
+    assert [refine_params_name(p) for p in (REFINE_PARAMS, ("sh", "opacities"), ("sh",), ("means", "sh"))] == ["all", "appearance", "colour", ["means", "sh"]]
+    for bad in ("geometry", "means,colors", "", [], ","):
+        with pytest.raises(ValueError, match="one of all, appearance, colour"):
+            parse_refine_params(bad)
+    with pytest.raises(ValueError, match="refinement parameters"):
+        RefineSettings(params=("rotation",))
 
 
 @pytest.mark.gpu

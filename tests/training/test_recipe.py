@@ -15,6 +15,7 @@ from facelift.models.gslrm import GSLRM
 from facelift.models.mvdiffusion import MultiViewDiffusion
 from facelift.pipeline.facelift import DEFAULT_WEIGHTS, FaceLiftPipeline
 from facelift.training.recipe import (
+    DEFAULT_FIT_INPUT_PARAMS,
     DEFAULT_FIT_INPUT_STEPS,
     DEFAULT_NUM_SAMPLES,
     RECIPE_STAGES,
@@ -109,6 +110,7 @@ def test_assemble_refuses_oversized_files(tiny_recipe, tmp_path):
     assert meta["prune"]["crop_box"] is None
     # ... and asks for the bundled weights' photo fit and sample averaging.
     assert (meta["fit_input_steps"], meta["num_samples"]) == (DEFAULT_FIT_INPUT_STEPS, DEFAULT_NUM_SAMPLES)
+    assert meta["fit_input_params"] == DEFAULT_FIT_INPUT_PARAMS == "appearance"
 
 
 def test_bad_recipe_arguments_are_clear_errors(tmp_path, capsys):

@@ -88,6 +88,10 @@ class ReconstructCommand:
     fit_input_steps: int | None = None
     """Then fit the Gaussians to the photo itself, at its camera, for this many steps (0: none; default: the
     weights' own setting, 50 for the bundled weights, about 4 s on one CPU thread)."""
+    fit_input_params: str | None = None
+    """Which Gaussian parameters that fit moves: all, appearance (opacities and colours, the geometry frozen),
+    colour, or a comma list of means, scales, opacities, quats, sh (default: the weights' own setting, appearance
+    for the bundled weights)."""
     num_samples: int | None = None
     """Diffusion samples per photo (seeds derived from --seed), each reconstructed and the Gaussians averaged;
     each costs one more diffusion run (default: the weights' own setting, 2 for the bundled weights)."""
@@ -126,6 +130,7 @@ class ReconstructCommand:
             staged_output_dir,
         )
         from facelift.pipeline.facelift import FaceLiftPipeline
+        from facelift.pipeline.refine import RefineSettings, parse_refine_params
 
         fit_ok = self.fit_input_steps is None or self.fit_input_steps >= 0
         samples_ok = self.num_samples is None or self.num_samples >= 1
@@ -134,6 +139,8 @@ class ReconstructCommand:
             raise ValueError(
                 "need --steps >= 1, --guidance >= 1, --refine-steps >= 0, --fit-input-steps >= 0, --num-samples >= 1 and --resolution >= 8"
             )
+        if self.fit_input_params is not None:
+            parse_refine_params(self.fit_input_params)  # fails before any model is loaded
         inputs = expand_inputs(self.inputs) + ([SAMPLE_PHOTO] if self.sample else [])
         if not inputs:
             raise ValueError(f"no images found in {' '.join(self.inputs)}" if self.inputs else "give one or more images (or --sample)")
@@ -146,6 +153,7 @@ class ReconstructCommand:
         pipe = FaceLiftPipeline.from_pretrained(self.weights, device=device)
         load_seconds = time.perf_counter() - start
         fit_steps, num_samples = pipe.resolve_settings(fit_input_steps=self.fit_input_steps, num_samples=self.num_samples)
+        fit = RefineSettings(steps=fit_steps, params=pipe.resolve_fit_params(self.fit_input_params))
         resolution = self.resolution or min(512, 2 * pipe.diffusion.image_size)
         settings = ResultSettings(
             resolution, self.frames, mesh_format=self.mesh_format, turntable_elevation_deg=self.turntable_elevation,
@@ -161,12 +169,13 @@ class ReconstructCommand:
             try:
                 result = pipe(
                     path, seed=self.seed, steps=self.steps, guidance=self.guidance, solver=self.solver, refine=self.refine_steps,
-                    fit_input=fit_steps, num_samples=num_samples, crop=self.crop, matting=self.matting, estimate_yaw=self.yaw,
+                    fit_input=fit, num_samples=num_samples, crop=self.crop, matting=self.matting, estimate_yaw=self.yaw,
                 )  # fmt: skip
                 info = {
                     "source": str(path), "weights": self.weights, "seed": self.seed, "steps": self.steps,
                     "guidance": self.guidance, "solver": self.solver, "refine_steps": self.refine_steps,
-                    "fit_input_steps": fit_steps, "num_samples": num_samples, "device": str(device),
+                    "fit_input_steps": fit_steps, "fit_input_params": list(fit.params) if fit_steps else None,
+                    "num_samples": num_samples, "device": str(device),
                 }  # fmt: skip
                 with staged_output_dir(target, overwrite=self.overwrite) as staging:
                     summary = export_result(staging, result, settings, info=info, cameras=cameras, camera_files=camera_files)

@@ -178,6 +178,9 @@ class BenchSettings:
     fit_input_steps: int | None = None
     """Steps fitting the Gaussians to the photo (an ``input_fit`` stage when > 0; default: the weights' own
     setting, as ``facelift reconstruct``; random weights: 0)."""
+    fit_input_params: str | None = None
+    """Which Gaussian parameters the photo fit moves: all, appearance (opacities and colours), colour, or a comma
+    list of means, scales, opacities, quats, sh (default: the weights' own setting)."""
     num_samples: int | None = None
     """Diffusion samples per photo (drawn in the ``diffusion`` stage, each reconstructed and averaged in the
     ``reconstruction`` stage; default: the weights' own setting, as ``facelift reconstruct``; random weights: 1)."""
@@ -187,6 +190,10 @@ class BenchSettings:
         samples_ok = self.num_samples is None or self.num_samples >= 1
         if self.repeats < 1 or self.warmup < 0 or self.steps < 1 or self.frames < 0 or self.refine_steps < 0 or not fit_ok or not samples_ok:
             raise ValueError("need repeats >= 1, warmup >= 0, steps >= 1, frames >= 0, refine_steps >= 0, fit_input_steps >= 0 and num_samples >= 1")
+        if self.fit_input_params is not None:
+            from facelift.pipeline.refine import parse_refine_params
+
+            parse_refine_params(self.fit_input_params)  # fails before any model is loaded
 
 
 def _random_pipeline(size: str, device: torch.device, half: bool):
@@ -234,6 +241,7 @@ def run_bench(settings: BenchSettings, device: torch.device, *, pipe=None) -> di
     result_settings = ResultSettings(resolution, settings.frames, mesh_format=settings.mesh_format)
     meter = StageMeter(device)
     fit_steps, num_samples = pipe.resolve_settings(fit_input_steps=settings.fit_input_steps, num_samples=settings.num_samples)
+    fit = RefineSettings(steps=fit_steps, params=pipe.resolve_fit_params(settings.fit_input_params))
     extra = (("refinement",) if settings.refine_steps else ()) + (("input_fit",) if fit_steps else ())
     stage_names = STAGES[:3] + extra + STAGES[3:]
     times: dict[str, list[float]] = {s: [] for s in stage_names}
@@ -257,7 +265,7 @@ def run_bench(settings: BenchSettings, device: torch.device, *, pipe=None) -> di
                 gaussians = refine_gaussians(gaussians, images.mean(0).float(), cameras, RefineSettings(steps=settings.refine_steps))
         if fit_steps:
             with meter.stage("input_fit"):
-                gaussians = pipe.fit_input(gaussians, pre.image, pre.azimuth_deg, fit_steps)
+                gaussians = pipe.fit_input(gaussians, pre.image, pre.azimuth_deg, fit)
         result = FaceLiftResult(pre, views.float(), pipe.view_names, pipe.view_cameras(pre.azimuth_deg, views.shape[-1]), gaussians, {})
         with tempfile.TemporaryDirectory() as tmp:
             try:
@@ -275,7 +283,8 @@ def run_bench(settings: BenchSettings, device: torch.device, *, pipe=None) -> di
     return {
         "device": _device_name(device), "torch": torch.__version__, "weights": f"random:{settings.random}" if settings.random else settings.weights,
         "model_resolution": pipe.diffusion.image_size, "render_resolution": resolution, "steps": settings.steps, "solver": settings.solver,
-        "guidance": settings.guidance, "refine_steps": settings.refine_steps, "fit_input_steps": fit_steps, "num_samples": num_samples, "frames": settings.frames, "crop": settings.crop, "matting": settings.matting, "repeats": settings.repeats, "warmup": settings.warmup,
+        "guidance": settings.guidance, "refine_steps": settings.refine_steps, "fit_input_steps": fit_steps,
+        "fit_input_params": list(fit.params) if fit_steps else None, "num_samples": num_samples, "frames": settings.frames, "crop": settings.crop, "matting": settings.matting, "repeats": settings.repeats, "warmup": settings.warmup,
         "memory": "CUDA allocator peak" if device.type == "cuda" else "process peak RSS", "load_seconds": round(load_seconds, 2),
         "num_gaussians": num_gaussians, "stages": stages, "total_median_s": total,
         "paper_seconds": PAPER_SECONDS,

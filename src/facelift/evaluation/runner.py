@@ -39,6 +39,7 @@ from facelift.evaluation.ablations import ABLATIONS
 from facelift.evaluation.evalset import NUM_FIXED, EvalSet, EvalSubject, resize_views
 from facelift.evaluation.metrics import psnr, ssim
 from facelift.pipeline.facelift import FaceLiftPipeline, ReconstructorOnly, is_gslrm_folder
+from facelift.pipeline.refine import REFINE_PARAMS, RefineSettings, parse_refine_params
 from facelift.utils.io import atomic_write_text
 
 __all__ = ["EvalSettings", "MetricSuite", "compare_table", "evaluate", "load_results", "paired_differences", "results_markdown", "with_ablation"]
@@ -106,6 +107,10 @@ class EvalSettings:
     """Pipeline mode: steps fitting the Gaussians to the input view at its camera, after any refinement
     (:meth:`~facelift.pipeline.facelift.FaceLiftPipeline.fit_input`); None: the weights' own setting (recorded
     resolved). The reconstructor mode has no input photo: always 0 there."""
+    fit_input_params: str | None = None
+    """Pipeline mode: which Gaussian parameters the photo fit moves (``all``, ``appearance``, ``colour`` or a comma
+    list of means, scales, opacities, quats, sh); None: the weights' own setting. Recorded resolved, as a comma
+    list, and None when there is no photo fit."""
     num_samples: int | None = None
     """Pipeline mode: diffusion samples per subject, reconstructed each and their Gaussians averaged
     (:meth:`~facelift.pipeline.facelift.FaceLiftPipeline.reconstruct`; the "generated views" row scores the
@@ -123,6 +128,8 @@ class EvalSettings:
             raise ValueError(f"fit_input_steps must be >= 0, got {self.fit_input_steps}")
         if self.num_samples is not None and self.num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {self.num_samples}")
+        if self.fit_input_params is not None:
+            parse_refine_params(self.fit_input_params)  # fails early on an unknown name
         if self.resolution is not None and self.resolution < 8:
             raise ValueError(f"resolution must be >= 8, got {self.resolution}")
         if self.views is not None:
@@ -275,7 +282,8 @@ def evaluate_subject(pipe, subject: EvalSubject, settings: EvalSettings, metrics
         cameras = facelift_views(0.0, resolution=size)[torch.tensor(views)]
     gaussians = pipe.reconstruct(images, cameras, refine=settings.refine_steps)
     if settings.mode == "pipeline" and settings.fit_input_steps:
-        gaussians = pipe.fit_input(gaussians, inp[0], 0.0, settings.fit_input_steps)
+        fit = RefineSettings(steps=settings.fit_input_steps, params=settings.fit_input_params or REFINE_PARAMS)
+        gaussians = pipe.fit_input(gaussians, inp[0], 0.0, fit)
     pred = pipe.render(gaussians, subject.cameras).clamp(0, 1)  # [6 + R, 3, H, W]
     res = subject.images.shape[-1]
     groups = {"six": list(range(NUM_FIXED)), "novel": list(range(NUM_FIXED, len(subject.view_names)))}
@@ -319,6 +327,9 @@ def _check_resume(out: Path, settings: EvalSettings, overwrite: bool, prune: dic
     if path.is_file() and not overwrite:
         before = {k: v for k, v in json.loads(path.read_text()).items() if k not in _RESUME_IGNORES}
         before.setdefault("num_samples", 1)  # folders written before the setting existed ran one sample
+        if before.get("fit_input_steps") and "fit_input_params" not in before:  # ... and a photo fit moved everything
+            before["fit_input_params"] = ",".join(REFINE_PARAMS)
+        before.setdefault("fit_input_params", None)
         if before != current:
             diff = sorted(k for k in set(before) | set(current) if before.get(k) != current.get(k))
             raise ValueError(f"{out} holds results of other settings ({', '.join(diff)} differ): use another folder or --overwrite")
@@ -360,7 +371,8 @@ def evaluate(settings: EvalSettings, out_dir: str | Path, *, overwrite: bool = F
     # resumption name exactly what ran.
     pipeline = settings.mode == "pipeline"
     fit, samples = pipe.resolve_settings(fit_input_steps=settings.fit_input_steps, num_samples=settings.num_samples) if pipeline else (0, 1)
-    settings = replace(settings, views=reconstructor_views(pipe, settings), fit_input_steps=fit, num_samples=samples)
+    fit_params = ",".join(pipe.resolve_fit_params(settings.fit_input_params)) if fit else None
+    settings = replace(settings, views=reconstructor_views(pipe, settings), fit_input_steps=fit, fit_input_params=fit_params, num_samples=samples)
     resolution = settings.resolution or _model_size(pipe)
     evalset = EvalSet(settings.subjects, settings.num_random, resolution, folder=settings.data)
     metrics = MetricSuite(settings, device)
@@ -425,6 +437,13 @@ def _fmt(value: float | None, key: str) -> str:
     return f"{value:.2f}" if key == "psnr" else f"{value:.4f}"
 
 
+def _fit_params_note(params: str | None) -> str:
+    """`` (opacities, sh)`` for a photo fit that moved only some parameters; nothing for all (or unrecorded: all)."""
+    if not params or tuple(params.split(",")) == REFINE_PARAMS:
+        return ""
+    return f" ({params.replace(',', ', ')})"
+
+
 def results_markdown(results: dict[str, Any]) -> str:
     """``results.md``: the summary table in the paper's form, the skipped metrics and per-subject rows."""
     s = results["settings"]
@@ -434,7 +453,8 @@ def results_markdown(results: dict[str, Any]) -> str:
         f"- weights `{s['weights']}`, mode `{s['mode']}`, reconstructor views {results['reconstructor_views']}, "
         f"attention `{s['attention']}`" + (f", {s['solver']} {s['steps']} steps, guidance {s['guidance']}, seed {s['seed']} + subject"
         + (f", {s['num_samples']} samples (Gaussians averaged)" if s.get("num_samples", 1) > 1 else "")
-        + (f", photo fit {s['fit_input_steps']} steps" if s.get("fit_input_steps") else "") if s["mode"] == "pipeline" else ""),
+        + (f", photo fit {s['fit_input_steps']} steps" + _fit_params_note(s.get("fit_input_params")) if s.get("fit_input_steps") else "")
+        if s["mode"] == "pipeline" else ""),
         f"- set: {results['evaluation_set']['subjects']} held-out heads ({results['evaluation_set']['source']}), "
         f"{results['evaluation_set']['num_random']} random views each; metrics at {results['resolution']} px on white "
         f"(model views {results['model_resolution']} px)",

@@ -4,7 +4,8 @@ The reconstructor predicts Gaussians in one forward pass; the views it was given
 better by optimising every Gaussian parameter through the differentiable rasteriser (3DGS-style photometric
 loss ``(1 - w) L1 + w (1 - SSIM)``, Adam, one group per parameter kind, exponential learning-rate decay). The
 feed-forward prediction is the initialisation, so a few dozen steps suffice; no Gaussians are added or
-removed (no densification).
+removed (no densification). ``RefineSettings.params`` chooses which parameter kinds move (all of them by default;
+``"appearance"``, opacities and colours with the geometry frozen, is what the bundled weights' photo fit uses).
 
 Optimisation runs on the Gaussians' device with the ``auto`` rasteriser backend (gsplat on CUDA when it is
 installed, the portable PyTorch rasteriser elsewhere). The result is deterministic on the CPU.
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -36,7 +37,40 @@ from facelift.gaussians.container import Gaussians
 from facelift.rendering.rasterize import Backend, rasterize
 from facelift.training.losses import ssim
 
-__all__ = ["RefineSettings", "refine_gaussians", "refine_settings"]
+__all__ = ["PARAM_PRESETS", "REFINE_PARAMS", "RefineSettings", "parse_refine_params", "refine_gaussians", "refine_params_name", "refine_settings"]
+
+REFINE_PARAMS: tuple[str, ...] = ("means", "scales", "opacities", "quats", "sh")
+"""The Gaussian parameter kinds refinement can optimise (centres, scales, opacities, rotations, SH colours)."""
+
+PARAM_PRESETS: dict[str, tuple[str, ...]] = {
+    "all": REFINE_PARAMS,
+    "appearance": ("opacities", "sh"),  # the geometry (centres, scales, rotations) frozen
+    "colour": ("sh",),
+}
+"""Named subsets of :data:`REFINE_PARAMS` (``--fit-input-params all|appearance|colour``)."""
+
+
+def parse_refine_params(spec: str | Sequence[str]) -> tuple[str, ...]:
+    """A preset name (``all``, ``appearance``, ``colour``), a comma-separated list or a sequence of parameter
+    kinds -> the kinds in :data:`REFINE_PARAMS` order.
+
+    Raises:
+        ValueError: an unknown name, or no kind at all.
+    """
+    if isinstance(spec, str):
+        spec = PARAM_PRESETS.get(spec.strip(), spec.split(","))
+    names = {str(name).strip() for name in spec} - {""}
+    unknown = sorted(names - set(REFINE_PARAMS))
+    if unknown or not names:
+        presets = ", ".join(PARAM_PRESETS)
+        raise ValueError(f"refinement parameters must be one of {presets} or a comma list of {', '.join(REFINE_PARAMS)}; got {spec!r}")
+    return tuple(name for name in REFINE_PARAMS if name in names)
+
+
+def refine_params_name(params: Sequence[str]) -> str | list[str]:
+    """The preset name of ``params`` when one matches (``"appearance"``), else the kinds as a list (for JSON)."""
+    params = parse_refine_params(params)
+    return next((name for name, kinds in PARAM_PRESETS.items() if kinds == params), list(params))
 
 
 @dataclass(frozen=True)
@@ -63,8 +97,12 @@ class RefineSettings:
     """Background the views are composited on (white, as the reconstructor's inputs)."""
     backend: Backend = "auto"
     """Rasteriser backend (see :func:`facelift.rendering.rasterize`)."""
+    params: tuple[str, ...] = REFINE_PARAMS
+    """Which parameter kinds are optimised (see :func:`parse_refine_params`; a preset name is accepted too);
+    the others keep their values."""
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "params", parse_refine_params(self.params))
         if self.steps < 0:
             raise ValueError(f"refinement steps must be >= 0, got {self.steps}")
         rates = (self.lr_means, self.lr_scales, self.lr_opacities, self.lr_quats, self.lr_sh)
@@ -127,9 +165,9 @@ def refine_gaussians(
         "sh": start.sh.clone(),
     }
     rates = {"means": settings.lr_means, "scales": settings.lr_scales, "opacities": settings.lr_opacities, "quats": settings.lr_quats, "sh": settings.lr_sh}
-    for p in params.values():
-        p.requires_grad_(True)
-    optimizer = torch.optim.Adam([{"params": [params[k]], "lr": rates[k]} for k in params], eps=1e-15)
+    for name in settings.params:  # the other kinds stay constants: no gradient, no optimiser state
+        params[name].requires_grad_(True)
+    optimizer = torch.optim.Adam([{"params": [params[k]], "lr": rates[k]} for k in settings.params], eps=1e-15)
     gamma = math.exp(math.log(settings.final_lr_fraction) / max(settings.steps - 1, 1))
     schedule = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma)
 
@@ -150,4 +188,8 @@ def refine_gaussians(
                 callback(step + 1, float(loss.detach()))
     with torch.no_grad():
         params["quats"] = F.normalize(params["quats"], dim=-1)
-        return assemble().detach().to(dtype=dtype)
+        out = assemble().detach()
+        frozen = {name: getattr(start, name) for name in REFINE_PARAMS if name not in settings.params}
+        if frozen:  # exactly as given, not through the log / logit round trip
+            out = Gaussians(**{name: frozen.get(name, getattr(out, name)) for name in REFINE_PARAMS})
+        return out.to(dtype=dtype)

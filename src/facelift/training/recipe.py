@@ -171,6 +171,9 @@ def recipe_stage_configs(config: RecipeConfig) -> dict[str, Any]:
 DEFAULT_FIT_INPUT_STEPS = 50
 """Steps of fitting the Gaussians to the input photo that assembled weights ask for by default
 (:meth:`facelift.pipeline.facelift.FaceLiftPipeline.fit_input`)."""
+DEFAULT_FIT_INPUT_PARAMS = "appearance"
+"""What that fit moves: opacities and colours, the geometry frozen (the bundled weights since the twenty-third
+session: +0.36 ± 0.05 dB at novel views over moving every parameter, docs/evaluation.md)."""
 DEFAULT_NUM_SAMPLES = 2
 """Diffusion samples that assembled weights average per photo by default
 (:meth:`facelift.pipeline.facelift.FaceLiftPipeline.generate_views`)."""
@@ -203,6 +206,7 @@ def assemble_weights(
         GSLRM.from_pretrained(gslrm_folder),
         prune_settings=PruneSettings.procedural(),
         fit_input_steps=DEFAULT_FIT_INPUT_STEPS,
+        fit_input_params=DEFAULT_FIT_INPUT_PARAMS,
         num_samples=DEFAULT_NUM_SAMPLES,
         views_reconstructor=GSLRM.from_pretrained(views_gslrm_folder) if views_gslrm_folder is not None else None,
     )
