@@ -61,9 +61,11 @@ def test_default_weights_prune_without_the_reference_crop_box():
 
 
 def test_default_weights_ask_for_the_photo_fit_and_two_averaged_samples():
-    # Both measured on the 40 held-out heads (model card): photo fit +0.64 dB, two samples +0.36 dB.
+    # Measured on the held-out heads (docs/evaluation.md): photo fit +0.64 dB, two samples +0.36 dB; the fit moving
+    # only opacities and colours +0.36 dB over moving every parameter (twenty-third session, 20 heads).
     pipe = FaceLiftPipeline.from_pretrained()
     assert (pipe.fit_input_steps, pipe.num_samples) == (50, 2)
+    assert pipe.fit_input_params == ("opacities", "sh")
 
 
 @pytest.fixture(scope="module")
@@ -102,14 +104,15 @@ def test_bundled_reconstructor_quality_on_a_held_out_head(held_out_head):
 
 def test_fitting_the_photo_helps_the_bundled_pipeline_on_a_held_out_head(held_out_head, default_pipe):
     # The held-out head's front view as the photo: six views generated (DPM-Solver++, 10 steps), reconstructed,
-    # then fitted to the photo with the weights' default steps; the photo itself and 8 random views scored against
-    # the ground truth. Measured 2026-11-30 with the twenty-second session's diffusion model: the photo 22.12 -> 26.93
-    # dB, the novel views 21.70 -> 21.80 dB (heads 0, 2 and 3: +0.18, +0.53 and +0.06). Over 20 held-out heads with
-    # the eval's settings (two samples, DPM-Solver++ 20) the fit is neutral at the novel views (PSNR -0.00 ± 0.08 dB,
-    # SSIM -0.0062 ± 0.0011, dlib identity -0.022 ± 0.007, the fit minus no fit, with the twenty-first session's
-    # weights; docs/evaluation.md), so the novel views may not lose more than 0.15 dB here. Earlier models on this
-    # head, novel views before -> after: the twenty-first session's reconstructor 21.53 -> 21.62 (photo 22.24 ->
-    # 26.95); the twentieth session's diffusion model 21.46 -> 21.54 (photo 21.95 -> 26.84); the nineteenth
+    # then fitted to the photo with the weights' default steps and parameters (opacities and colours); the photo
+    # itself and 8 random views scored against the ground truth. Measured 2026-11-30 with the twenty-third session's
+    # weights: the photo 22.05 -> 24.78 dB, the novel views 21.27 -> 21.67 dB (heads 0, 2 and 3: +1.03, +0.92 and
+    # +0.49). Over 20 held-out heads with the eval's settings (two samples, DPM-Solver++ 20) this fit gains +0.32 ±
+    # 0.08 dB at the novel views over no fit (SSIM -0.0012 ± 0.0012; docs/evaluation.md), so the novel views must
+    # gain here too. Until the twenty-third session the fit moved every parameter and was neutral at the novel views
+    # (the assertion was "lose no more than 0.15 dB"); earlier models on this head, novel views before -> after: the
+    # twenty-second session's diffusion model 21.70 -> 21.80 (photo 22.12 -> 26.93); the twenty-first session's
+    # reconstructor 21.53 -> 21.62 (photo 22.24 -> 26.95); the twentieth session's diffusion model 21.46 -> 21.54 (photo 21.95 -> 26.84); the nineteenth
     # session's reconstructor 21.41 -> 21.39 (photo 22.07 -> 26.79); the eighteenth session's diffusion model 20.73
     # -> 20.89 (photo 21.77 -> 26.70); the seventeenth session's weights 20.99 -> 21.05; the sixteenth session's
     # reconstructor 21.12 -> 21.36; the fifteenth session's diffusion model with the eleventh's reconstructor 19.44
@@ -119,7 +122,7 @@ def test_fitting_the_photo_helps_the_bundled_pipeline_on_a_held_out_head(held_ou
     from facelift.evaluation.metrics import psnr
 
     subject, pipe = held_out_head, default_pipe
-    assert pipe.fit_input_steps == 50
+    assert pipe.fit_input_steps == 50 and pipe.fit_input_params == ("opacities", "sh")
     photo = subject.input_image
     views = pipe.generate_views(photo[None], seed=1, steps=10, solver="dpmsolver++", num_samples=1)[0]
     images, cameras = pipe.reconstructor_inputs(photo, views, 0.0)
@@ -133,8 +136,9 @@ def test_fitting_the_photo_helps_the_bundled_pipeline_on_a_held_out_head(held_ou
     assert photo_after > photo_before + 2.0, (photo_before, photo_after)  # the fit does what it is for
     before = score(plain, subject.cameras[6:], subject.images[6:])
     after = score(fitted, subject.cameras[6:], subject.images[6:])
-    assert after > before - 0.15, (before, after)  # and the views it was not fitted to do not get worse (beyond noise)
-    assert after > 20.5, after  # a floor for the whole pipeline (measured 21.80; 19.60 with the fifteenth session's weights)
+    assert after > before + 0.1, (before, after)  # and the views it was not fitted to get better
+    assert torch.equal(fitted.means, plain.means)  # the geometry is the reconstructor's
+    assert after > 20.5, after  # a floor for the whole pipeline (measured 21.67; 19.60 with the fifteenth session's weights)
 
 
 def test_from_pretrained_loads_the_defaults_and_reproduces_the_reference():
