@@ -282,7 +282,7 @@ def evaluate_subject(pipe, subject: EvalSubject, settings: EvalSettings, metrics
         cameras = facelift_views(0.0, resolution=size)[torch.tensor(views)]
     gaussians = pipe.reconstruct(images, cameras, refine=settings.refine_steps)
     if settings.mode == "pipeline" and settings.fit_input_steps:
-        fit = RefineSettings(steps=settings.fit_input_steps, params=settings.fit_input_params or REFINE_PARAMS)
+        fit = RefineSettings(steps=settings.fit_input_steps, params=pipe.resolve_fit_params(settings.fit_input_params))
         gaussians = pipe.fit_input(gaussians, inp[0], 0.0, fit)
     pred = pipe.render(gaussians, subject.cameras).clamp(0, 1)  # [6 + R, 3, H, W]
     res = subject.images.shape[-1]
