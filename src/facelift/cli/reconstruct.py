@@ -87,7 +87,7 @@ class ReconstructCommand:
     after the reconstructor (0: none; the default weights: about 0.4 s per step on one CPU thread)."""
     fit_input_steps: int | None = None
     """Then fit the Gaussians to the photo itself, at its camera, for this many steps (0: none; default: the
-    weights' own setting, 50 for the bundled weights, about 4 s on one CPU thread)."""
+    weights' own setting, 50 for the bundled weights, about 2 s at two CPU threads)."""
     fit_input_params: str | None = None
     """Which Gaussian parameters that fit moves: all, appearance (opacities and colours, the geometry frozen),
     colour, or a comma list of means, scales, opacities, quats, sh (default: the weights' own setting, appearance
