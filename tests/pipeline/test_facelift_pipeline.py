@@ -105,7 +105,7 @@ def test_photo_fit_parameters_are_part_of_the_weights(pipe, tmp_path):
     assert custom.fit_settings() == RefineSettings(steps=2, params=("opacities", "sh"))
     assert custom.fit_settings(4).params == ("opacities", "sh") and custom.fit_settings(0) is None
     assert custom.fit_settings(RefineSettings(steps=3)).params == REFINE_PARAMS  # explicit settings win
-    assert custom.resolve_fit_params() == ("opacities", "sh") and custom.resolve_fit_params("colour") == ("sh",)
+    assert custom.fit_settings(1).params == ("opacities", "sh") and custom.fit_settings(1, "colour").params == ("sh",)
     folder = custom.save_pretrained(tmp_path / "w")
     meta = json.loads((folder / "facelift_pipeline.json").read_text())
     assert meta["fit_input_params"] == "appearance"  # a preset by its name, other subsets as a list

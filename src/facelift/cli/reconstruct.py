@@ -130,7 +130,7 @@ class ReconstructCommand:
             staged_output_dir,
         )
         from facelift.pipeline.facelift import FaceLiftPipeline
-        from facelift.pipeline.refine import RefineSettings, parse_refine_params
+        from facelift.pipeline.refine import parse_refine_params
 
         fit_ok = self.fit_input_steps is None or self.fit_input_steps >= 0
         samples_ok = self.num_samples is None or self.num_samples >= 1
@@ -153,7 +153,7 @@ class ReconstructCommand:
         pipe = FaceLiftPipeline.from_pretrained(self.weights, device=device)
         load_seconds = time.perf_counter() - start
         fit_steps, num_samples = pipe.resolve_settings(fit_input_steps=self.fit_input_steps, num_samples=self.num_samples)
-        fit = RefineSettings(steps=fit_steps, params=pipe.resolve_fit_params(self.fit_input_params))
+        fit = pipe.fit_settings(fit_steps, self.fit_input_params)
         resolution = self.resolution or min(512, 2 * pipe.diffusion.image_size)
         settings = ResultSettings(
             resolution, self.frames, mesh_format=self.mesh_format, turntable_elevation_deg=self.turntable_elevation,
@@ -169,12 +169,12 @@ class ReconstructCommand:
             try:
                 result = pipe(
                     path, seed=self.seed, steps=self.steps, guidance=self.guidance, solver=self.solver, refine=self.refine_steps,
-                    fit_input=fit, num_samples=num_samples, crop=self.crop, matting=self.matting, estimate_yaw=self.yaw,
+                    fit_input=fit or 0, num_samples=num_samples, crop=self.crop, matting=self.matting, estimate_yaw=self.yaw,
                 )  # fmt: skip
                 info = {
                     "source": str(path), "weights": self.weights, "seed": self.seed, "steps": self.steps,
                     "guidance": self.guidance, "solver": self.solver, "refine_steps": self.refine_steps,
-                    "fit_input_steps": fit_steps, "fit_input_params": list(fit.params) if fit_steps else None,
+                    "fit_input_steps": fit_steps, "fit_input_params": list(fit.params) if fit else None,
                     "num_samples": num_samples, "device": str(device),
                 }  # fmt: skip
                 with staged_output_dir(target, overwrite=self.overwrite) as staging:

@@ -241,7 +241,7 @@ def run_bench(settings: BenchSettings, device: torch.device, *, pipe=None) -> di
     result_settings = ResultSettings(resolution, settings.frames, mesh_format=settings.mesh_format)
     meter = StageMeter(device)
     fit_steps, num_samples = pipe.resolve_settings(fit_input_steps=settings.fit_input_steps, num_samples=settings.num_samples)
-    fit = RefineSettings(steps=fit_steps, params=pipe.resolve_fit_params(settings.fit_input_params))
+    fit = pipe.fit_settings(fit_steps, settings.fit_input_params)
     extra = (("refinement",) if settings.refine_steps else ()) + (("input_fit",) if fit_steps else ())
     stage_names = STAGES[:3] + extra + STAGES[3:]
     times: dict[str, list[float]] = {s: [] for s in stage_names}
@@ -284,7 +284,7 @@ def run_bench(settings: BenchSettings, device: torch.device, *, pipe=None) -> di
         "device": _device_name(device), "torch": torch.__version__, "weights": f"random:{settings.random}" if settings.random else settings.weights,
         "model_resolution": pipe.diffusion.image_size, "render_resolution": resolution, "steps": settings.steps, "solver": settings.solver,
         "guidance": settings.guidance, "refine_steps": settings.refine_steps, "fit_input_steps": fit_steps,
-        "fit_input_params": list(fit.params) if fit_steps else None, "num_samples": num_samples, "frames": settings.frames, "crop": settings.crop, "matting": settings.matting, "repeats": settings.repeats, "warmup": settings.warmup,
+        "fit_input_params": list(fit.params) if fit else None, "num_samples": num_samples, "frames": settings.frames, "crop": settings.crop, "matting": settings.matting, "repeats": settings.repeats, "warmup": settings.warmup,
         "memory": "CUDA allocator peak" if device.type == "cuda" else "process peak RSS", "load_seconds": round(load_seconds, 2),
         "num_gaussians": num_gaussians, "stages": stages, "total_median_s": total,
         "paper_seconds": PAPER_SECONDS,

@@ -39,7 +39,7 @@ from facelift.evaluation.ablations import ABLATIONS
 from facelift.evaluation.evalset import NUM_FIXED, EvalSet, EvalSubject, resize_views
 from facelift.evaluation.metrics import psnr, ssim
 from facelift.pipeline.facelift import FaceLiftPipeline, ReconstructorOnly, is_gslrm_folder
-from facelift.pipeline.refine import REFINE_PARAMS, RefineSettings, parse_refine_params
+from facelift.pipeline.refine import REFINE_PARAMS, parse_refine_params
 from facelift.utils.io import atomic_write_text
 
 __all__ = ["EvalSettings", "MetricSuite", "compare_table", "evaluate", "load_results", "paired_differences", "results_markdown", "with_ablation"]
@@ -282,8 +282,7 @@ def evaluate_subject(pipe, subject: EvalSubject, settings: EvalSettings, metrics
         cameras = facelift_views(0.0, resolution=size)[torch.tensor(views)]
     gaussians = pipe.reconstruct(images, cameras, refine=settings.refine_steps)
     if settings.mode == "pipeline" and settings.fit_input_steps:
-        fit = RefineSettings(steps=settings.fit_input_steps, params=pipe.resolve_fit_params(settings.fit_input_params))
-        gaussians = pipe.fit_input(gaussians, inp[0], 0.0, fit)
+        gaussians = pipe.fit_input(gaussians, inp[0], 0.0, pipe.fit_settings(settings.fit_input_steps, settings.fit_input_params))
     pred = pipe.render(gaussians, subject.cameras).clamp(0, 1)  # [6 + R, 3, H, W]
     res = subject.images.shape[-1]
     groups = {"six": list(range(NUM_FIXED)), "novel": list(range(NUM_FIXED, len(subject.view_names)))}
@@ -371,7 +370,7 @@ def evaluate(settings: EvalSettings, out_dir: str | Path, *, overwrite: bool = F
     # resumption name exactly what ran.
     pipeline = settings.mode == "pipeline"
     fit, samples = pipe.resolve_settings(fit_input_steps=settings.fit_input_steps, num_samples=settings.num_samples) if pipeline else (0, 1)
-    fit_params = ",".join(pipe.resolve_fit_params(settings.fit_input_params)) if fit else None
+    fit_params = ",".join(pipe.fit_settings(fit, settings.fit_input_params).params) if fit else None
     settings = replace(settings, views=reconstructor_views(pipe, settings), fit_input_steps=fit, fit_input_params=fit_params, num_samples=samples)
     resolution = settings.resolution or _model_size(pipe)
     evalset = EvalSet(settings.subjects, settings.num_random, resolution, folder=settings.data)

@@ -270,11 +270,6 @@ class FaceLiftPipeline:
         fit = _check_count("fit_input_steps", self.fit_input_steps if fit_input_steps is None else fit_input_steps, 0)
         return fit, _check_count("num_samples", self.num_samples if num_samples is None else num_samples, 1)
 
-    def resolve_fit_params(self, fit_input_params: str | Sequence[str] | None = None) -> tuple[str, ...]:
-        """The parameter kinds a photo fit moves: the given ones (a preset, a comma list or a sequence), or the
-        pipeline's :attr:`fit_input_params` for None."""
-        return self.fit_input_params if fit_input_params is None else parse_refine_params(fit_input_params)
-
     # ---- stages ---------------------------------------------------------------------------------------
 
     def preprocess(self, image, **overrides: Any) -> Preprocessed:
@@ -467,13 +462,16 @@ class FaceLiftPipeline:
         """Render Gaussians at the given cameras (fp32, white background)."""
         return rasterize(gaussians.to(self.device), cameras.to(self.device), background=background).rgb.cpu()
 
-    def fit_settings(self, fit_input: RefineSettings | int | None = None) -> RefineSettings | None:
-        """What :meth:`fit_input` runs for ``fit_input``: settings as given, a number of steps with the pipeline's
-        :attr:`fit_input_params`, None for :attr:`fit_input_steps`; None when that is no step at all."""
+    def fit_settings(
+        self, fit_input: RefineSettings | int | None = None, params: str | Sequence[str] | None = None
+    ) -> RefineSettings | None:
+        """What :meth:`fit_input` runs for ``fit_input``: settings as given, or a number of steps (None:
+        :attr:`fit_input_steps`) moving ``params`` (a preset, a comma list or a sequence; None: the pipeline's
+        :attr:`fit_input_params`); None when that is no step at all."""
         if isinstance(fit_input, RefineSettings):
             return refine_settings(fit_input)
         steps = _check_count("fit_input_steps", self.fit_input_steps if fit_input is None else fit_input, 0)
-        return refine_settings(RefineSettings(steps=steps, params=self.fit_input_params))
+        return refine_settings(RefineSettings(steps=steps, params=self.fit_input_params if params is None else params))
 
     # ---- everything -----------------------------------------------------------------------------------
 
