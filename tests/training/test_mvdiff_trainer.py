@@ -223,6 +223,50 @@ def test_min_snr_weight_in_the_loss(monkeypatch):
     assert float(again) == float(loss)
 
 
+def test_fixed_timestep_loss_is_the_v_error_on_given_draws():
+    import facelift.training.mvdiff_trainer as trainer
+
+    config = MVDIFF_PRESETS["tiny"]
+    model = MultiViewDiffusion.from_config(config.model).eval()
+    images = torch.rand(2, 6, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    timesteps = [10, 500, 990]
+    loss = trainer.fixed_timestep_loss(model, images, timesteps, torch.Generator().manual_seed(7))
+    assert loss.shape == (2, 3) and bool((loss > 0).all())
+    # Same draws, same numbers; other noise, other numbers.
+    assert torch.equal(loss, trainer.fixed_timestep_loss(model, images, timesteps, torch.Generator().manual_seed(7)))
+    assert not torch.equal(loss, trainer.fixed_timestep_loss(model, images, timesteps, torch.Generator().manual_seed(8)))
+
+    # A model that predicts zeros scores mean(v^2), v = sqrt(a) noise - sqrt(1 - a) x0, on the generator's draws.
+    def zeros(sample, timestep, cond_latents, **kwargs):
+        return torch.zeros_like(sample)
+
+    zero = trainer.fixed_timestep_loss(zeros_model := _Delegate(model, zeros), images, timesteps, torch.Generator().manual_seed(7))
+    latents, _ = trainer._encode_views(model, images)
+    alphas = trainer._alphas_cumprod(model.scheduler_config)[torch.tensor(timesteps)].view(-1, 1, 1, 1, 1)
+    g = torch.Generator().manual_seed(7)
+    for i in range(2):
+        noise = torch.randn((3, *latents.shape[1:]), generator=g)
+        v = alphas.sqrt() * noise - (1 - alphas).sqrt() * latents[i : i + 1]
+        torch.testing.assert_close(zero[i], v.pow(2).flatten(1).mean(1))
+    assert zeros_model.calls == 2
+    with pytest.raises(ValueError, match="timesteps"):
+        trainer.fixed_timestep_loss(model, images, [1000], torch.Generator())
+
+
+class _Delegate:
+    """A diffusion model whose denoiser call is replaced (the VAE and schedule stay the real model's)."""
+
+    def __init__(self, model, fn) -> None:
+        self.model, self.fn, self.calls = model, fn, 0
+
+    def __getattr__(self, name):
+        return getattr(self.model, name)
+
+    def __call__(self, *args, **kwargs):
+        self.calls += 1
+        return self.fn(*args, **kwargs)
+
+
 def test_cli_lists_presets_and_runs_tiny(tmp_path, capsys):
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf), pytest.raises(SystemExit) as exit_:

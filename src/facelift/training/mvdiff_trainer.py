@@ -36,7 +36,7 @@ from facelift.training.loop import (
 )
 from facelift.training.losses import chroma_of, ssim
 
-__all__ = ["MVDIFF_PRESETS", "VAE_PRESETS", "MVDiffTrainConfig", "VAETrainConfig", "diffusion_loss", "train_mvdiff", "train_vae"]
+__all__ = ["MVDIFF_PRESETS", "VAE_PRESETS", "MVDiffTrainConfig", "VAETrainConfig", "diffusion_loss", "fixed_timestep_loss", "train_mvdiff", "train_vae"]
 
 _NOISE_TAG = 3
 
@@ -239,6 +239,58 @@ def _alphas_cumprod(scheduler_config: dict[str, Any]) -> Tensor:
     return DDPMScheduler.from_config(scheduler_config).alphas_cumprod.float()
 
 
+def _noised(latents: Tensor, noise: Tensor, alphas: Tensor) -> tuple[Tensor, Tensor]:
+    """``(noisy latents, v target)`` of clean ``latents [N, V, C, h, w]`` and ``noise`` (same shape) at
+    cumulative alphas ``[N]``."""
+    a = alphas.sqrt().view(-1, 1, 1, 1, 1)
+    s = (1 - alphas).sqrt().view(-1, 1, 1, 1, 1)
+    return a * latents + s * noise, a * noise - s * latents
+
+
+def _encode_views(model, images: Tensor) -> tuple[Tensor, Tensor]:
+    """``(latents [B, V, C, h, w] of the generated views, latent [B, C, h, w] of the condition view 0)`` of
+    ``images [B, 6, 3, H, W]`` in [0, 1] (no gradient)."""
+    targets = images[:, list(model.generated_views)]  # [B, V, 3, H, W]
+    b, v = targets.shape[:2]
+    with torch.no_grad():
+        latents = model.encode_latents(targets.flatten(0, 1)).float()
+        cond_latents = model.encode_latents(images[:, 0]).float()
+    return latents.view(b, v, *latents.shape[1:]), cond_latents
+
+
+@torch.no_grad()
+def fixed_timestep_loss(model, images: Tensor, timesteps: list[int] | tuple[int, ...], generator: torch.Generator) -> Tensor:
+    """The v-prediction MSE of each subject at each of the given timesteps, both conditions kept.
+
+    The training loss draws one timestep per subject; this measures a subject at fixed timesteps with noise from
+    ``generator``, so two models (or two data sets) compare on the same draws (``benchmarks/diffusion_heldout.py``).
+
+    Args:
+        model: a :class:`MultiViewDiffusion` (its VAE encodes the views).
+        images: ``[B, 6, 3, H, W]`` the six views in [0, 1]; view 0 is the condition.
+        timesteps: ``T`` training timesteps in ``[0, 1000)``.
+        generator: CPU generator of the noise (one ``[T, V, C, h, w]`` draw per subject, in order).
+
+    Returns:
+        ``[B, T]`` unweighted mean squared v error.
+    """
+    latents, cond_latents = _encode_views(model, images)
+    t = torch.as_tensor(list(timesteps), dtype=torch.long)
+    if t.numel() == 0 or int(t.min()) < 0 or int(t.max()) >= 1000:
+        raise ValueError(f"timesteps must be a non-empty list in [0, 1000), got {list(timesteps)}")
+    alphas = _alphas_cumprod(model.scheduler_config)[t].to(images.device)  # [T]
+    ones = torch.ones(t.numel(), device=images.device)
+    rows = []
+    for i in range(images.shape[0]):
+        noise = torch.randn((t.numel(), *latents.shape[1:]), generator=generator).to(images.device)
+        noisy, target = _noised(latents[i : i + 1].expand(t.numel(), -1, -1, -1, -1), noise, alphas)
+        cond = cond_latents[i : i + 1].expand(t.numel(), -1, -1, -1)
+        cond_images = images[i : i + 1, 0].expand(t.numel(), -1, -1, -1)
+        pred = model(noisy, t.to(images.device), cond, cond_images=cond_images, keep_image=ones, keep_latent=ones)
+        rows.append((pred.float() - target).pow(2).flatten(1).mean(1))
+    return torch.stack(rows)
+
+
 def diffusion_loss(
     net: nn.Module,
     model,
@@ -263,22 +315,14 @@ def diffusion_loss(
     """
     device = images.device
     b = images.shape[0]
-    targets = images[:, list(model.generated_views)]  # [B, V, 3, H, W]
-    v = targets.shape[1]
-    with torch.no_grad():
-        latents = model.encode_latents(targets.flatten(0, 1)).float()
-        latents = latents.view(b, v, *latents.shape[1:])  # [B, V, C, h, w]
-        cond_latents = model.encode_latents(images[:, 0]).float()  # [B, C, h, w]
+    latents, cond_latents = _encode_views(model, images)  # [B, V, C, h, w], [B, C, h, w]
     gens = [seeded_generator(config.seed, _NOISE_TAG, int(k)) for k in index.tolist()]
     t = torch.stack([torch.randint(0, 1000, (1,), generator=g) for g in gens]).view(b).to(device)
     u = torch.stack([torch.rand(1, generator=g) for g in gens]).view(b).to(device)
     noise = torch.stack([torch.randn(tuple(latents.shape[1:]), generator=g) for g in gens]).to(device)
     keep_image, keep_latent = _drop_masks(u, config)
     alphas = _alphas_cumprod(model.scheduler_config).to(device)[t]  # [B]
-    a = alphas.sqrt().view(b, 1, 1, 1, 1)
-    s = (1 - alphas).sqrt().view(b, 1, 1, 1, 1)
-    noisy = a * latents + s * noise
-    target = a * noise - s * latents  # v
+    noisy, target = _noised(latents, noise, alphas)
     with autocast if autocast is not None else contextlib.nullcontext():
         pred = net(noisy, t, cond_latents, cond_images=images[:, 0], keep_image=keep_image, keep_latent=keep_latent)
     per_subject = (pred.float() - target).pow(2).flatten(1).mean(1)  # [B]
