@@ -240,7 +240,8 @@ def test_fixed_timestep_loss_is_the_v_error_on_given_draws():
     def zeros(sample, timestep, cond_latents, **kwargs):
         return torch.zeros_like(sample)
 
-    zero = trainer.fixed_timestep_loss(zeros_model := _Delegate(model, zeros), images, timesteps, torch.Generator().manual_seed(7))
+    zeros_model = _Delegate(model, zeros)
+    zero = trainer.fixed_timestep_loss(zeros_model, images, timesteps, torch.Generator().manual_seed(7))
     latents, _ = trainer._encode_views(model, images)
     alphas = trainer._alphas_cumprod(model.scheduler_config)[torch.tensor(timesteps)].view(-1, 1, 1, 1, 1)
     g = torch.Generator().manual_seed(7)

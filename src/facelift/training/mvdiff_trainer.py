@@ -274,10 +274,10 @@ def fixed_timestep_loss(model, images: Tensor, timesteps: list[int] | tuple[int,
     Returns:
         ``[B, T]`` unweighted mean squared v error.
     """
-    latents, cond_latents = _encode_views(model, images)
     t = torch.as_tensor(list(timesteps), dtype=torch.long)
     if t.numel() == 0 or int(t.min()) < 0 or int(t.max()) >= 1000:
         raise ValueError(f"timesteps must be a non-empty list in [0, 1000), got {list(timesteps)}")
+    latents, cond_latents = _encode_views(model, images)
     alphas = _alphas_cumprod(model.scheduler_config)[t].to(images.device)  # [T]
     ones = torch.ones(t.numel(), device=images.device)
     rows = []
